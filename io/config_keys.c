@@ -1,0 +1,84 @@
+/* config_keys.c: the one declarative table of every configuration key (STYLE.md 9).
+ *
+ * A row is: dotted key, type, default (written as on the command line), range, choices, help.
+ * Rows are grouped by their first component; ssl_config_serialize nests them by dotted
+ * prefix, so a new key may be appended anywhere. Invariants, held by tests/test_config.c:
+ * keys are unique, no key is also a group of other keys ("a.b" and "a.b.c"), every default
+ * parses and lies in its range, help is one short line. Ranges are closed; an open end is
+ * written as the nearest double inside it (ABOVE_ZERO, BELOW_ONE) and printed as open.
+ * Powers of two are written 0x1pN (2^N): exact in the double min/max fields. */
+#include <float.h>
+
+#include "config.h"
+
+#define ABOVE_ZERO DBL_TRUE_MIN          /* (0, ...  */
+#define BELOW_ONE (1.0 - DBL_EPSILON / 2) /* ..., 1) */
+
+#define KEY_INT(key, def, lo, hi, help) {key, SSL_KEY_INT, def, lo, hi, NULL, help}
+#define KEY_FLOAT(key, def, lo, hi, help) {key, SSL_KEY_FLOAT, def, lo, hi, NULL, help}
+#define KEY_BOOL(key, def, help) {key, SSL_KEY_BOOL, def, 0, 0, NULL, help}
+#define KEY_STRING(key, def, help) {key, SSL_KEY_STRING, def, 0, 0, NULL, help}
+#define KEY_ENUM(key, def, choices, help) {key, SSL_KEY_ENUM, def, 0, 0, choices, help}
+#define KEY_INT_LIST(key, def, lo, hi, help) {key, SSL_KEY_INT_LIST, def, lo, hi, NULL, help}
+
+const struct ssl_key_spec ssl_config_keys[] = {
+    /* run */
+    KEY_INT("run.seed", "0", 0, 0x1p53, "seed of every random stream"),
+    KEY_INT("run.threads", "0", 0, 1024, "BLAS threads per rank; 0 = OpenBLAS default"),
+    KEY_STRING("run.name", "", "run name, the directory under run.dir"),
+    KEY_STRING("run.dir", "runs", "parent directory of run directories"),
+
+    /* model: backbone */
+    KEY_ENUM("model.backbone", "convnet", "convnet|resnet18|mlp", "encoder network"),
+    KEY_INT("model.in_channels", "1", 1, 64, "input image channels"),
+    KEY_INT("model.image_size", "28", 8, 1024, "input image height and width in pixels"),
+    KEY_INT_LIST("model.mlp.hidden", "512,512", 1, 0x1p20,
+                 "mlp backbone: widths of its Linear-BN-ReLU blocks; the last is its output"),
+    KEY_FLOAT("model.bn.eps", "1e-5", ABOVE_ZERO, 1, "BatchNorm epsilon added to the variance"),
+    KEY_FLOAT("model.bn.momentum", "0.1", 0, 1,
+              "weight of the batch in BatchNorm running statistics"),
+
+    /* model: projector head */
+    KEY_INT_LIST("model.projector.hidden", "2048", 1, 0x1p20,
+                 "widths of the (Linear-BN-ReLU) blocks; empty = a single Linear"),
+    KEY_INT("model.projector.out", "2048", 1, 0x1p20, "projector output width"),
+    KEY_ENUM("model.projector.last_bn", "none", "none|affine|noaffine",
+             "BatchNorm after the last Linear, as in SimSiam"),
+    KEY_BOOL("model.projector.last_bias", "true",
+             "bias in the last Linear (false as in Barlow Twins)"),
+    KEY_BOOL("model.projector.hidden_bias", "true", "bias in the hidden blocks' Linear layers"),
+
+    /* model: predictor head */
+    KEY_INT_LIST("model.predictor.hidden", "", 1, 0x1p20,
+                 "predictor hidden widths; empty = no predictor (BYOL 4096, SimSiam 512)"),
+    KEY_INT("model.predictor.out", "0", 0, 0x1p20, "predictor output width; 0 = the projector's"),
+
+    /* data */
+    KEY_INT("data.batch", "256", 1, 0x1p24, "global batch over all ranks"),
+
+    /* optim */
+    KEY_ENUM("optim.name", "sgd", "sgd|lars|adamw", "optimizer"),
+    KEY_FLOAT("optim.lr", "0.05", 0, 100, "base learning rate"),
+    KEY_FLOAT("optim.momentum", "0.9", 0, 1, "SGD and LARS momentum"),
+    KEY_FLOAT("optim.weight_decay", "1e-4", 0, 1, "weight decay"),
+    KEY_FLOAT("optim.lars.eta", "0.02", 0, 1, "LARS trust coefficient"),
+    KEY_BOOL("optim.lars.clip", "false", "clip the LARS local rate at the global one (LARC)"),
+    KEY_FLOAT("optim.adamw.beta1", "0.9", 0, BELOW_ONE, "AdamW first-moment decay"),
+    KEY_FLOAT("optim.adamw.beta2", "0.999", 0, BELOW_ONE, "AdamW second-moment decay"),
+    KEY_FLOAT("optim.adamw.eps", "1e-8", ABOVE_ZERO, 1, "AdamW denominator epsilon"),
+    KEY_FLOAT("optim.predictor_lr", "-1", -1, 100,
+              "fixed predictor LR as in SimSiam; -1 = follow the schedule"),
+    KEY_INT("optim.warmup_steps", "0", 0, 0x1p40, "linear learning-rate warmup steps"),
+    KEY_FLOAT("optim.final_lr", "0", 0, 100, "learning rate at the end of the schedule"),
+    KEY_ENUM("optim.schedule", "cosine", "cosine|constant", "learning-rate schedule after warmup"),
+
+    /* ema */
+    KEY_FLOAT("ema.base", "0.996", 0, 1, "target-network momentum at step 0, BYOL/MoCo"),
+
+    /* bench */
+    KEY_INT("bench.steps", "5", 1, 1000000, "timed training steps"),
+    KEY_INT("bench.warmup", "1", 0, 1000, "untimed steps before timing"),
+    KEY_ENUM("bench.loss", "vicreg", "vicreg|simclr", "loss of the benchmarked step"),
+};
+
+const int ssl_config_n_keys = (int)(sizeof ssl_config_keys / sizeof ssl_config_keys[0]);

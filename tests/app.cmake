@@ -1,0 +1,44 @@
+# The program as a user meets it: --help/--version, exit codes of bad input, and the install
+# layout a cluster module would host.
+set(SSL_BIN $<TARGET_FILE:ssltrain>)
+add_test(NAME cli_help COMMAND ${SSL_BIN} --help)
+set_tests_properties(cli_help PROPERTIES LABELS cli PASS_REGULAR_EXPRESSION "usage: ssltrain COMMAND")
+foreach(cmd bench params)
+  add_test(NAME cli_help_${cmd} COMMAND ${SSL_BIN} ${cmd} --help)
+  set_tests_properties(cli_help_${cmd} PROPERTIES LABELS cli PASS_REGULAR_EXPRESSION "usage: ssltrain ${cmd}")
+endforeach()
+add_test(NAME cli_version COMMAND ${SSL_BIN} --version)
+set_tests_properties(cli_version PROPERTIES LABELS cli ENVIRONMENT "${SSL_MPI_TEST_ENV}"
+    PASS_REGULAR_EXPRESSION "revision [0-9a-f]+.*MPI: +Open MPI.*BLAS: +OpenBLAS.*HDF5: +1\\.")
+add_test(NAME cli_help_config COMMAND ${SSL_BIN} help config)
+set_tests_properties(cli_help_config PROPERTIES LABELS cli ENVIRONMENT "${SSL_MPI_TEST_ENV}"
+    PASS_REGULAR_EXPRESSION "optim\\.lr.*model\\.backbone|model\\.backbone.*optim\\.lr")
+
+# Bad input: exit code 2 and a one-line message naming the key / file.
+add_test(NAME cli_unknown_key
+         COMMAND ${CMAKE_COMMAND} -DCMD=${SSL_BIN}\;bench\;optim.lrr=1 -DCODE=2
+                 "-DMATCH=command line: unknown key 'optim.lrr'" -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_fail.cmake)
+add_test(NAME cli_missing_job_file
+         COMMAND ${CMAKE_COMMAND} -DCMD=${SSL_BIN}\;bench\;no-such-job.yaml -DCODE=2
+                 "-DMATCH=no-such-job.yaml" -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_fail.cmake)
+add_test(NAME cli_batch_not_divisible
+         COMMAND ${CMAKE_COMMAND} -DCMD=${MPIEXEC_EXECUTABLE}\;-n\;3\;${SSL_BIN}\;bench\;data.batch=16 -DCODE=2
+                 "-DMATCH=not divisible by the 3 ranks" -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_fail.cmake)
+add_test(NAME cli_unknown_command
+         COMMAND ${CMAKE_COMMAND} -DCMD=${SSL_BIN}\;frobnicate -DCODE=2 "-DMATCH=unknown command"
+                 -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_fail.cmake)
+set_tests_properties(cli_unknown_key cli_missing_job_file cli_batch_not_divisible cli_unknown_command
+                     PROPERTIES LABELS cli ENVIRONMENT "${SSL_MPI_TEST_ENV}" TIMEOUT 60)
+
+# A small real benchmark run at 2 ranks, as the main job does.
+add_test(NAME bench_convnet_np2
+         COMMAND ${MPIEXEC_EXECUTABLE} -n 2 ${SSL_BIN} bench model.backbone=convnet data.batch=16
+                 model.projector.hidden=64 model.projector.out=64 bench.steps=2)
+set_tests_properties(bench_convnet_np2 PROPERTIES LABELS "cli;mpi" ENVIRONMENT "${SSL_MPI_TEST_ENV}"
+                     PROCESSORS 2 TIMEOUT 120 PASS_REGULAR_EXPRESSION "images_per_s=[0-9]")
+
+# cmake --install puts the binary, the job catalogue and the slurm templates under a prefix.
+add_test(NAME install_layout
+         COMMAND ${CMAKE_COMMAND} -DBUILD=${CMAKE_BINARY_DIR} -DPREFIX=${CMAKE_CURRENT_BINARY_DIR}/install-prefix
+                 -P ${CMAKE_CURRENT_SOURCE_DIR}/install_layout.cmake)
+set_tests_properties(install_layout PROPERTIES LABELS cli TIMEOUT 120)
