@@ -58,36 +58,39 @@ static void bn_sums(double *A, double *B, const ssl_real *u, const double *ku, c
     }
 }
 
-/* out (+)= cu[c] u + cv[c] v + c0[c]; v may be NULL (cv unused). */
-static void bn_apply(ssl_real *out, bool accumulate, const ssl_real *u, const ssl_real *cu,
-                     const ssl_real *v, const ssl_real *cv, const ssl_real *c0,
+/* out = cu[c] u + c0[c] (forward: out is never read, it may hold anything). */
+static void bn_apply(ssl_real *out, const ssl_real *u, const ssl_real *cu, const ssl_real *c0,
                      const struct ssl_bn_dims *d)
 {
     int64_t c = d->c, m = d->m;
-    ssl_real keep = accumulate ? 1 : 0;
     if (d->layout == SSL_BN_CHANNEL_MAJOR) {
         for (int64_t ch = 0; ch < c; ch++) {
-            ssl_real *o = out + ch * m;
-            const ssl_real *uc = u + ch * m, a = cu[ch], b = c0[ch];
-            if (v) {
-                const ssl_real *vc = v + ch * m, p = cv[ch];
-                for (int64_t i = 0; i < m; i++) o[i] = keep * o[i] + a * uc[i] + p * vc[i] + b;
-            } else {
-                for (int64_t i = 0; i < m; i++) o[i] = keep * o[i] + a * uc[i] + b;
-            }
+            ssl_real *o = out + ch * m, a = cu[ch], b = c0[ch];
+            const ssl_real *uc = u + ch * m;
+            for (int64_t i = 0; i < m; i++) o[i] = a * uc[i] + b;
         }
         return;
     }
-    for (int64_t i = 0; i < m; i++) {
-        ssl_real *o = out + i * c;
-        const ssl_real *ur = u + i * c;
-        if (v) {
-            const ssl_real *vr = v + i * c;
-            for (int64_t ch = 0; ch < c; ch++) o[ch] = keep * o[ch] + cu[ch] * ur[ch] + cv[ch] * vr[ch] + c0[ch];
-        } else {
-            for (int64_t ch = 0; ch < c; ch++) o[ch] = keep * o[ch] + cu[ch] * ur[ch] + c0[ch];
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t ch = 0; ch < c; ch++) out[i * c + ch] = cu[ch] * u[i * c + ch] + c0[ch];
+}
+
+/* out += cu[c] u + cv[c] v + c0[c] (backward: accumulates into dx). */
+static void bn_apply_add(ssl_real *out, const ssl_real *u, const ssl_real *cu, const ssl_real *v,
+                         const ssl_real *cv, const ssl_real *c0, const struct ssl_bn_dims *d)
+{
+    int64_t c = d->c, m = d->m;
+    if (d->layout == SSL_BN_CHANNEL_MAJOR) {
+        for (int64_t ch = 0; ch < c; ch++) {
+            ssl_real *o = out + ch * m, a = cu[ch], p = cv[ch], b = c0[ch];
+            const ssl_real *uc = u + ch * m, *vc = v + ch * m;
+            for (int64_t i = 0; i < m; i++) o[i] += a * uc[i] + p * vc[i] + b;
         }
+        return;
     }
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t ch = 0; ch < c; ch++)
+            out[i * c + ch] += cu[ch] * u[i * c + ch] + cv[ch] * v[i * c + ch] + c0[ch];
 }
 
 int64_t ssl_batchnorm_scratch_elems(int64_t c) { return 5 * c + 1; }
@@ -144,7 +147,7 @@ int ssl_batchnorm_forward(ssl_real *y, double *saved, ssl_real *running_mean,
         a[ch] = (ssl_real)(g * invstd[ch]);
         b[ch] = (ssl_real)(bb - mean[ch] * g * invstd[ch]);
     }
-    bn_apply(y, false, x, a, NULL, NULL, b, d);
+    bn_apply(y, x, a, b, d);
     return 0;
 }
 
@@ -180,6 +183,6 @@ int ssl_batchnorm_backward(ssl_real *dx, ssl_real *dgamma, ssl_real *dbeta, cons
         p[ch] = (ssl_real)pch;
         q[ch] = (ssl_real)qch;
     }
-    bn_apply(dx, true, dy, a, x, p, q, d);
+    bn_apply_add(dx, dy, a, x, p, q, d);
     return 0;
 }

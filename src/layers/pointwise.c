@@ -3,6 +3,7 @@
 #include "layers.h"
 
 #include <math.h>
+#include <stddef.h>
 
 void ssl_relu_forward(ssl_real *y, const ssl_real *x, int64_t n_elems)
 {
@@ -11,6 +12,7 @@ void ssl_relu_forward(ssl_real *y, const ssl_real *x, int64_t n_elems)
 
 void ssl_relu_backward(ssl_real *dx, const ssl_real *dy, const ssl_real *y, int64_t n_elems)
 {
+    if (dx == NULL) return;
     /* unconditional loads let the compiler turn the select into a vector blend */
     for (int64_t i = 0; i < n_elems; i++) {
         ssl_real g = dy[i];
@@ -31,6 +33,7 @@ void ssl_avgpool_forward(ssl_real *y, const ssl_real *x, int64_t c, int64_t n, i
 
 void ssl_avgpool_backward(ssl_real *dx, const ssl_real *dy, int64_t c, int64_t n, int64_t hw)
 {
+    if (dx == NULL) return;
     ssl_real scale = (ssl_real)(1.0 / (double)hw);
     for (int64_t ch = 0; ch < c; ch++)
         for (int64_t i = 0; i < n; i++) {
@@ -49,6 +52,7 @@ void ssl_flatten_forward(ssl_real *y, const ssl_real *x, int64_t c, int64_t n, i
 
 void ssl_flatten_backward(ssl_real *dx, const ssl_real *dy, int64_t c, int64_t n, int64_t hw)
 {
+    if (dx == NULL) return;
     for (int64_t ch = 0; ch < c; ch++)
         for (int64_t i = 0; i < n; i++)
             for (int64_t k = 0; k < hw; k++) dx[(ch * n + i) * hw + k] += dy[(i * c + ch) * hw + k];
@@ -84,6 +88,7 @@ void ssl_l2norm_forward(ssl_real *y, ssl_real *norms, const ssl_real *x, int64_t
 void ssl_l2norm_backward(ssl_real *dx, const ssl_real *dy, const ssl_real *y,
                          const ssl_real *norms, int64_t n, int64_t d, double eps)
 {
+    if (dx == NULL) return;
     for (int64_t i = 0; i < n; i++) {
         const ssl_real *gy = dy + i * d, *yi = y + i * d;
         double norm = (double)norms[i];
