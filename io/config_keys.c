@@ -47,6 +47,11 @@ const struct ssl_key_spec ssl_config_keys[] = {
     KEY_BOOL("model.projector.last_bias", "true",
              "bias in the last Linear (false as in Barlow Twins)"),
     KEY_BOOL("model.projector.hidden_bias", "true", "bias in the hidden blocks' Linear layers"),
+    KEY_INT("model.projector.whiten_groups", "0", 0, 0x1p20,
+            "group ZCA whitening after the last Linear (Shuffled-DBN, official 16); 0 = none"),
+    KEY_BOOL("model.projector.whiten_shuffle", "true",
+             "permute the features before grouping, afresh at every forward (Shuffled-DBN)"),
+    KEY_FLOAT("model.projector.whiten_eps", "0", 0, 1, "added to the group covariance's diagonal"),
 
     /* model: predictor head */
     KEY_INT_LIST("model.predictor.hidden", "", 1, 0x1p20,

@@ -80,6 +80,7 @@ static double bench_step(struct bench *b, const struct ssl_config *cfg)
     struct ssl_model *m = &b->model;
     int64_t n = b->batch, d = m->projection_dim;
     ssl_model_zero_grads(m);
+    ssl_model_set_step(m, (uint64_t)ssl_config_int(cfg, "run.seed"), b->optim.n_steps);
     for (int v = 0; v < 2; v++) SSL_CHECK(ssl_model_forward(m, v, b->x[v], true) == 0);
     memset(b->dz[0], 0, (size_t)(n * d) * sizeof(ssl_real));
     memset(b->dz[1], 0, (size_t)(n * d) * sizeof(ssl_real));

@@ -43,6 +43,9 @@ enum ssl_status ssl_model_cfg_from_config(struct ssl_model_cfg *mc, const struct
     mc->projector.hidden_bias = ssl_config_bool(cfg, "model.projector.hidden_bias");
     mc->projector.last_bias = ssl_config_bool(cfg, "model.projector.last_bias");
     mc->projector.last_bn = last_bn_of(ssl_config_str(cfg, "model.projector.last_bn"));
+    mc->projector.whiten_groups = ssl_config_int(cfg, "model.projector.whiten_groups");
+    mc->projector.whiten_shuffle = ssl_config_bool(cfg, "model.projector.whiten_shuffle");
+    mc->projector.whiten_eps = ssl_config_float(cfg, "model.projector.whiten_eps");
     mc->has_predictor = mc->predictor.n_hidden > 0;
     mc->predictor.out = ssl_config_int(cfg, "model.predictor.out");
     mc->predictor.hidden_bias = true;

@@ -160,6 +160,17 @@ int ssl_net_l2norm(struct ssl_net *net, int in)
     return net->n_nodes - 1;
 }
 
+int ssl_net_whiten(struct ssl_net *net, int in, int64_t group, double eps)
+{
+    struct ssl_node *nd = net_append(net, SSL_OP_WHITEN, in, -1);
+    SSL_CHECKF(nd->rows && group >= 1 && nd->c % group == 0,
+               "whitening: %lld features do not split into groups of %lld", (long long)nd->c,
+               (long long)group);
+    nd->whiten_group = group;
+    nd->whiten_eps = eps;
+    return net->n_nodes - 1;
+}
+
 int64_t ssl_net_out_elems(const struct ssl_net *net, int node)
 {
     const struct ssl_node *nd = &net->nodes[node];
@@ -171,6 +182,8 @@ static size_t node_saved_bytes(const struct ssl_net *net, const struct ssl_node 
 {
     if (nd->op == SSL_OP_BN) return (size_t)(2 * nd->c) * sizeof(double);
     if (nd->op == SSL_OP_L2NORM) return (size_t)net->batch * sizeof(ssl_real);
+    if (nd->op == SSL_OP_WHITEN)
+        return (size_t)ssl_whiten_saved_elems(net->batch, nd->c, nd->whiten_group) * sizeof(double);
     return 0;
 }
 
@@ -188,6 +201,9 @@ static void net_layout(struct ssl_net *net, struct ssl_arena *view, struct ssl_a
             size_t saved = node_saved_bytes(net, nd);
             ssl_arena_take(view, saved);
             nd->saved_off = view->used - saved;
+            size_t perm = nd->op == SSL_OP_WHITEN ? (size_t)nd->c * sizeof(int64_t) : 0;
+            ssl_arena_take(view, perm);
+            nd->perm_off = view->used - perm;
         }
         ssl_arena_take(work, out_bytes);
         nd->grad_off = work->used - out_bytes;
@@ -195,6 +211,8 @@ static void net_layout(struct ssl_net *net, struct ssl_arena *view, struct ssl_a
             conv_scratch = ssl_conv2d_scratch_elems(&nd->conv);
         if (nd->op == SSL_OP_BN && ssl_batchnorm_scratch_elems(nd->c) > bn_scratch)
             bn_scratch = ssl_batchnorm_scratch_elems(nd->c);
+        if (nd->op == SSL_OP_WHITEN && ssl_whiten_scratch_elems(net->batch, nd->c, nd->whiten_group) > bn_scratch)
+            bn_scratch = ssl_whiten_scratch_elems(net->batch, nd->c, nd->whiten_group);
     }
     net->scratch = ssl_arena_reals(work, conv_scratch);
     net->bn_scratch = ssl_arena_take(work, (size_t)bn_scratch * sizeof(double));
@@ -217,6 +235,12 @@ int ssl_net_alloc(struct ssl_net *net, int n_views)
     if (ssl_arena_alloc(&net->grads, work.used) != 0) return -1;
     struct ssl_arena carve = net->views[0];
     net_layout(net, &carve, &net->grads);
+    for (int v = 0; v < n_views; v++)
+        for (int i = 0; i < net->n_nodes; i++)
+            if (net->nodes[i].op == SSL_OP_WHITEN) {
+                int64_t *perm = ssl_net_whiten_perm(net, v, i);
+                for (int64_t j = 0; j < net->nodes[i].c; j++) perm[j] = j;
+            }
     return 0;
 }
 
@@ -226,6 +250,12 @@ size_t ssl_net_work_bytes(const struct ssl_net *net) { return net->grads.n_bytes
 ssl_real *ssl_net_out(const struct ssl_net *net, int view, int node)
 {
     return (ssl_real *)(void *)(net->views[view].base + net->nodes[node].out_off);
+}
+
+int64_t *ssl_net_whiten_perm(const struct ssl_net *net, int view, int node)
+{
+    SSL_CHECK(net->nodes[node].op == SSL_OP_WHITEN);
+    return (int64_t *)(void *)(net->views[view].base + net->nodes[node].perm_off);
 }
 
 static void *net_saved(const struct ssl_net *net, int view, int node)
@@ -279,6 +309,9 @@ static int node_forward(struct ssl_net *net, int view, int i, bool train)
         ssl_add_forward(y, x, ssl_net_out(net, view, nd->in1), ssl_net_out_elems(net, i));
         return 0;
     case SSL_OP_L2NORM: ssl_l2norm_forward(y, net_saved(net, view, i), x, n, nd->c, 1e-12); return 0;
+    case SSL_OP_WHITEN:
+        return ssl_whiten_forward(y, net_saved(net, view, i), x, ssl_net_whiten_perm(net, view, i), n,
+                                  nd->c, nd->whiten_group, nd->whiten_eps, net->bn_scratch);
     }
     return 0;
 }
@@ -353,8 +386,11 @@ static int node_backward(struct ssl_net *net, int view, int i)
         ssl_add_backward(dx, grad_into(net, nd->in1), dy, ssl_net_out_elems(net, i));
         return 0;
     case SSL_OP_L2NORM:
-        if (dx) ssl_l2norm_backward(dx, dy, y, net_saved(net, view, i), n, nd->c, 1e-12);
+        ssl_l2norm_backward(dx, dy, y, net_saved(net, view, i), n, nd->c, 1e-12);
         return 0;
+    case SSL_OP_WHITEN:
+        return ssl_whiten_backward(dx, dy, x, net_saved(net, view, i), ssl_net_whiten_perm(net, view, i),
+                                   n, nd->c, nd->whiten_group, nd->whiten_eps, net->bn_scratch);
     }
     return 0;
 }

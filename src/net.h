@@ -29,6 +29,7 @@ enum ssl_op {
     SSL_OP_LINEAR,
     SSL_OP_ADD,
     SSL_OP_L2NORM,
+    SSL_OP_WHITEN,  /* group ZCA whitening of rows (Shuffled-DBN) */
 };
 
 struct ssl_node {
@@ -39,6 +40,9 @@ struct ssl_node {
     int p_weight, p_bias, p_mean, p_var, p_count; /* parameter entries, -1 for none */
     struct ssl_conv2d_dims conv;
     struct ssl_bn_dims bn;
+    int64_t whiten_group; /* features per whitening group */
+    double whiten_eps;
+    size_t perm_off;      /* whitening: (c) int64 permutation in the view arena */
     size_t out_off, saved_off, grad_off; /* byte offsets into a view's arena / the grad arena */
 };
 
@@ -51,7 +55,7 @@ struct ssl_net {
     struct ssl_arena *views;   /* (n_views) activation arenas */
     struct ssl_arena grads;    /* node gradients + layer scratch */
     ssl_real *scratch;         /* largest conv scratch */
-    double *bn_scratch;        /* largest batchnorm scratch */
+    double *bn_scratch;        /* largest batchnorm or whitening scratch */
     bool *live;                /* (n_nodes) gradient flowing during backward */
     struct ssl_bn_sync bn_sync; /* SyncBN hook for every BatchNorm (default: local) */
     bool train_mode[8];        /* per view: the mode of its last forward */
@@ -73,6 +77,10 @@ int ssl_net_linear(struct ssl_net *net, const char *prefix, int in, int64_t out,
                    enum ssl_param_group group);
 int ssl_net_add(struct ssl_net *net, int a, int b);
 int ssl_net_l2norm(struct ssl_net *net, int in);
+/* Group ZCA whitening of rows in groups of `group` features (c % group == 0). Its feature
+ * permutation lives per view (ssl_net_whiten_perm), identity until the caller sets it. */
+int ssl_net_whiten(struct ssl_net *net, int in, int64_t group, double eps);
+int64_t *ssl_net_whiten_perm(const struct ssl_net *net, int view, int node);
 
 /* Allocates parameters and arenas for n_views views (<= 8). Returns 0 or -1 (out of memory). */
 int ssl_net_alloc(struct ssl_net *net, int n_views);

@@ -16,6 +16,7 @@ enum ssl_rng_purpose {
     SSL_RNG_LOSS = 4,     /* randomness inside a loss: (step, purpose detail, 0) */
     SSL_RNG_BENCH = 5,    /* synthetic inputs of the benchmark */
     SSL_RNG_TEST = 6,     /* tests */
+    SSL_RNG_SHUFFLE = 7,  /* feature permutations inside the model: (step, view, node) */
 };
 
 struct ssl_rng {

@@ -158,6 +158,34 @@ static void test_mlp_grad(void **state)
     fixture_free(&f);
 }
 
+/* Shuffled-DBN head: the projector ends in group ZCA whitening with a fresh permutation. */
+static void test_whitened_head_grad(void **state)
+{
+    (void)state;
+    struct ssl_rng rng;
+    gc_rng_begin(&rng, "whitened_head_grad");
+    struct ssl_model_cfg mc = small_cfg(SSL_BACKBONE_MLP, 1, 5);
+    mc.projector.out = 8;
+    mc.projector.whiten_groups = 2;
+    mc.projector.whiten_shuffle = true;
+    struct fixture f;
+    fixture_init(&f, &mc, 12, &rng);
+    ssl_model_set_step(&f.m, 3, 5);
+    assert_int_equal(check_model(&f, &rng, 1000), 0);
+    /* each group of the output is white: identity covariance over the batch */
+    const double *z = ssl_model_projection(&f.m, 0);
+    const int64_t *perm = ssl_net_whiten_perm(&f.m.net, 0, f.m.node_projection);
+    for (int g = 0; g < 2; g++)
+        for (int a = 0; a < 4; a++)
+            for (int b = 0; b < 4; b++) {
+                int64_t ja = perm[4 * g + a], jb = perm[4 * g + b];
+                double s = 0;
+                for (int i = 0; i < 12; i++) s += z[i * 8 + ja] * z[i * 8 + jb];
+                assert_true(fabs(s / 12 - (a == b)) < 1e-9);
+            }
+    fixture_free(&f);
+}
+
 /* PyTorch's default init: weights and biases within 1/sqrt(fan_in), BN 1/0, running var 1. */
 static void test_init_bounds(void **state)
 {
@@ -222,6 +250,7 @@ int main(void)
         cmocka_unit_test(test_convnet_grad),
         cmocka_unit_test(test_resnet18_grad),
         cmocka_unit_test(test_mlp_grad),
+        cmocka_unit_test(test_whitened_head_grad),
         cmocka_unit_test(test_init_bounds),
         cmocka_unit_test(test_eval_uses_running_stats),
     };

@@ -97,6 +97,24 @@ void ssl_l2norm_forward(ssl_real *y, ssl_real *norms, const ssl_real *x, int64_t
 void ssl_l2norm_backward(ssl_real *dx, const ssl_real *dy, const ssl_real *y,
                          const ssl_real *norms, int64_t n, int64_t d, double eps);
 
+/* ---- group ZCA whitening of rows (Shuffled-DBN's last projector layer; Hua et al. 2021,
+ * PatrickHua/FeatureDecorrelationSSL models/utils/shuffled_group_whitening.py) ----
+ * x (n, d): features are permuted by perm (d) (NULL: identity), split into d/group groups of
+ * `group` consecutive permuted features; each group is centred over the batch and multiplied
+ * by S^{-1/2}, S = Xg^T Xg / n + eps I (biased, as the official code; eps 0 there), from a
+ * symmetric eigendecomposition in fp64; the result is un-permuted into y (n, d).
+ * saved: ssl_whiten_saved_elems doubles (per group: eigenvectors, eigenvalues, mean) for
+ * backward, which differentiates through the eigendecomposition. scratch:
+ * ssl_whiten_scratch_elems doubles. Returns 0, or SSL_E_NONFINITE when a group's covariance
+ * is not positive definite (an eigenvalue <= 0 after eps) or the solver fails. */
+int64_t ssl_whiten_saved_elems(int64_t n, int64_t d, int64_t group);
+int64_t ssl_whiten_scratch_elems(int64_t n, int64_t d, int64_t group);
+int ssl_whiten_forward(ssl_real *y, double *saved, const ssl_real *x, const int64_t *perm,
+                       int64_t n, int64_t d, int64_t group, double eps, double *scratch);
+int ssl_whiten_backward(ssl_real *dx, const ssl_real *dy, const ssl_real *x, const double *saved,
+                        const int64_t *perm, int64_t n, int64_t d, int64_t group, double eps,
+                        double *scratch);
+
 /* ---- layout: NCHW input images -> CNHW (no backward: inputs need no gradient) ---- */
 void ssl_nchw_to_cnhw(ssl_real *y, const ssl_real *x, int64_t n, int64_t c, int64_t hw);
 

@@ -17,6 +17,7 @@ int ssl_head_build(struct ssl_net *net, const char *prefix, int in, const struct
     }
     snprintf(name, sizeof name, "%s.%d", prefix, index);
     x = ssl_net_linear(net, name, x, h->out, h->last_bias, group);
+    if (h->whiten_groups > 0) return ssl_net_whiten(net, x, h->out / h->whiten_groups, h->whiten_eps);
     if (h->last_bn != SSL_LAST_BN_NONE) {
         snprintf(name, sizeof name, "%s.%d", prefix, index + 1);
         x = ssl_net_bn(net, name, x, h->last_bn == SSL_LAST_BN_AFFINE, cfg->bn_eps,

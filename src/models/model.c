@@ -19,6 +19,14 @@ static enum ssl_status model_check(const struct ssl_model_cfg *cfg, int64_t batc
         return ssl_error_set(err, SSL_E_USAGE, "model.mlp.hidden: the mlp backbone needs at least one width");
     if (cfg->projector.out < 1)
         return ssl_error_set(err, SSL_E_USAGE, "model.projector.out must be at least 1");
+    int64_t groups = cfg->projector.whiten_groups;
+    if (groups > 0 && cfg->projector.out % groups != 0)
+        return ssl_error_set(err, SSL_E_USAGE,
+                             "model.projector.whiten_groups=%lld does not divide model.projector.out=%lld",
+                             (long long)groups, (long long)cfg->projector.out);
+    if (groups > 0 && cfg->projector.last_bn != SSL_LAST_BN_NONE)
+        return ssl_error_set(err, SSL_E_USAGE,
+                             "model.projector.whiten_groups and model.projector.last_bn exclude each other");
     return SSL_OK;
 }
 
@@ -89,8 +97,34 @@ void ssl_model_init_params(struct ssl_model *m, uint64_t seed)
     }
 }
 
+void ssl_model_set_step(struct ssl_model *m, uint64_t seed, int64_t step)
+{
+    m->seed = seed;
+    m->step = step;
+}
+
+/* Shuffled-DBN draws a fresh feature permutation at every forward call, so each view gets
+ * its own; keyed by (seed, step, view, node) it is the same on every rank. */
+static void draw_shuffles(struct ssl_model *m, int view)
+{
+    if (!m->cfg.projector.whiten_shuffle) return;
+    for (int i = 0; i < m->net.n_nodes; i++) {
+        if (m->net.nodes[i].op != SSL_OP_WHITEN) continue;
+        int64_t *perm = ssl_net_whiten_perm(&m->net, view, i), d = m->net.nodes[i].c;
+        struct ssl_rng rng;
+        ssl_rng_init(&rng, m->seed, SSL_RNG_SHUFFLE, (uint32_t)m->step, (uint32_t)view, (uint32_t)i);
+        for (int64_t j = 0; j < d; j++) perm[j] = j;
+        for (int64_t j = d - 1; j > 0; j--) {
+            int64_t k = (int64_t)ssl_rng_below(&rng, (uint64_t)j + 1), t = perm[j];
+            perm[j] = perm[k];
+            perm[k] = t;
+        }
+    }
+}
+
 int ssl_model_forward(struct ssl_model *m, int view, const ssl_real *x, bool train)
 {
+    draw_shuffles(m, view);
     return ssl_net_forward(&m->net, view, x, train);
 }
 

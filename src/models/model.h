@@ -5,7 +5,8 @@
  * 3x3 stem at stride 1, no max-pool, BasicBlocks [2, 2, 2, 2], 512 features; torchvision's
  * names), `mlp` (flatten, then Linear-BN1d-ReLU per hidden width; nn.Sequential names).
  * Projector: (Linear-BN-ReLU) per hidden width, then Linear (bias optional, Barlow Twins has
- * none), then optionally a BatchNorm with or without affine parameters (SimSiam).
+ * none), then optionally a BatchNorm with or without affine parameters (SimSiam) or a group ZCA
+ * whitening layer (Shuffled-DBN).
  * Predictor: (Linear-BN-ReLU) per hidden width, then Linear. docs/PYTORCH.md has the names. */
 #ifndef SSL_MODEL_H
 #define SSL_MODEL_H
@@ -28,6 +29,9 @@ struct ssl_head_cfg {
     int64_t out;                    /* width of the last Linear */
     bool hidden_bias, last_bias;
     enum ssl_last_bn last_bn;
+    int64_t whiten_groups; /* > 0: group ZCA whitening after the last Linear (Shuffled-DBN) */
+    bool whiten_shuffle;   /* permute features afresh at every forward */
+    double whiten_eps;
 };
 
 struct ssl_model_cfg {
@@ -47,6 +51,8 @@ struct ssl_model {
     struct ssl_net net;
     int node_input, node_features, node_projection, node_prediction; /* -1: no predictor */
     int64_t feature_dim, projection_dim, prediction_dim;
+    uint64_t seed; /* keys the in-model randomness (whitening shuffles) with the step */
+    int64_t step;
 };
 
 /* Builds and allocates for `batch` samples per view and n_views views. Bad shapes (e.g. an
@@ -58,6 +64,8 @@ void ssl_model_free(struct ssl_model *m);
  * BN weight 1, bias 0, running var 1), drawn from the stream (seed, SSL_RNG_INIT, entry index). */
 void ssl_model_init_params(struct ssl_model *m, uint64_t seed);
 
+/* Positions the in-model randomness: the next forwards draw from (seed, step, view). */
+void ssl_model_set_step(struct ssl_model *m, uint64_t seed, int64_t step);
 /* Forward of one view: x (batch, in_channels, image_size, image_size) NCHW. */
 int ssl_model_forward(struct ssl_model *m, int view, const ssl_real *x, bool train);
 const ssl_real *ssl_model_features(const struct ssl_model *m, int view);   /* (batch, feature_dim) */
