@@ -3,8 +3,8 @@
  * Semantics follow PyTorch and the official SSL recipes:
  *  - SGD: buf = momentum*buf + (g + wd*p) (buf = g + wd*p on the first step), p -= lr*buf.
  *  - LARS (VICReg / Barlow Twins code): for conv/linear weights, g += wd*p, then the update is
- *    scaled by trust = eta*||p||/||g|| (1 when either norm is 0), optionally clipped
- *    (trust = min(trust, 1) scaled by lr as in the "LARS clip" variant: see optim.c);
+ *    scaled by trust = eta*||p||/||g|| (1 when either norm is 0); with lars_clip (solo-learn's
+ *    LARS, after apex LARC) trust = min(trust/lr, 1), i.e. the step is min(eta||p||/||g||, lr);
  *    biases and BN parameters get neither decay nor adaptation; then momentum as SGD.
  *  - AdamW: decoupled decay p -= lr*wd*p, bias-corrected moments (PyTorch defaults).
  * Parameter groups (params.h) have their own learning rate (SimSiam's fixed predictor LR).
