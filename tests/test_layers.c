@@ -13,10 +13,15 @@
  * result must satisfy |got - ref| <= REF_REL * scale. A sum of K terms computed in any order
  * is within K*u*scale of the exact value (u the unit roundoff, Higham 3.1); the largest K here
  * is a few hundred, hence REF_REL = 1e-12 in fp64 (u = 1.1e-16) and 3e-5 in fp32
- * (u = 6e-8). Results that involve no arithmetic (copies, one addition) must be exact. Every
- * output is pre-filled with NaN (forward writes it, never reads it), every im2col/BN scratch
- * too (its contents are not an input), and every buffer carries guard elements past its end
- * that must survive. */
+ * (u = 6e-8). Results that involve no arithmetic (copies, one addition) must be exact.
+ * SSL_TEST_VERBOSE=1 prints the worst |diff| / bound of every comparison.
+ *
+ * Contract checks beyond the values: every output and scratch buffer is pre-filled with junk
+ * before each call (a forward that accumulates into its output shows), and once with NaN
+ * (test_outputs_not_read: a result that reads its output or scratch at all shows); every
+ * buffer carries guard elements past its end that must survive; backward is checked to
+ * accumulate into pre-filled gradients and to skip NULL ones. SyncBN is checked with 2, 3
+ * and 4 threads playing the ranks around an allreduce-like sum. Seeds: gradcheck.h. */
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -37,6 +42,7 @@
 
 #include <cmocka.h>
 
+#include "check.h"
 #include "gradcheck.h"
 #include "layers/layers.h"
 #include "rng.h"
@@ -83,6 +89,7 @@ static double *dalloc(int64_t n)
 
 static void rguard(const ssl_real *p, int64_t n, const char *what)
 {
+    if (p == NULL) return; /* a gradient not asked for */
     for (int64_t i = n; i < n + GUARD; i++) {
         if (p[i] != GUARD_REAL) {
             printf("  FAIL %s: written past its end (element %" PRId64 " of %" PRId64 ")\n", what,
@@ -94,6 +101,7 @@ static void rguard(const ssl_real *p, int64_t n, const char *what)
 
 static void dguard(const double *p, int64_t n, const char *what)
 {
+    if (p == NULL) return;
     for (int64_t i = n; i < n + GUARD; i++) {
         if (p[i] != GUARD_DOUBLE) {
             printf("  FAIL %s: written past its end (element %" PRId64 " of %" PRId64 ")\n", what,
@@ -148,6 +156,9 @@ static void check_close(const char *what, const ssl_real *got, const double *wan
             worst = i;
         }
     }
+    const char *verbose = getenv("SSL_TEST_VERBOSE");
+    if (verbose && *verbose && *verbose != '0' && n > 0)
+        printf("  check %s: worst |diff|/bound %.3g\n", what, worst_ratio);
     if (n_bad) {
         printf("  FAIL %s: %" PRId64 " of %" PRId64 " elements differ; worst [%" PRId64
                "] got % .12e want % .12e (|diff| %.3e, bound %.3e)\n",
@@ -556,7 +567,8 @@ static void test_conv2d_reference(void **state)
         conv_reference_case(&c, &r);
         conv_free(&c);
     } else {
-        printf("  note: the default chunk covers batches up to 4096 of 3x8x8; forced chunks only\n");
+        printf("  note: the default chunk covers batches up to 4096 of 3x8x8: forced chunks "
+               "only\n");
     }
 }
 
@@ -896,7 +908,8 @@ struct bn_ref {
 static void bn_ref_alloc(struct bn_ref *o, int64_t c, int64_t nx)
 {
     o->y = dalloc(nx), o->ys = dalloc(nx), o->dx = dalloc(nx), o->dxs = dalloc(nx);
-    o->mean = dalloc(c), o->mabs = dalloc(c), o->invstd = dalloc(c), o->rm = dalloc(c), o->rms = dalloc(c);
+    o->mean = dalloc(c), o->mabs = dalloc(c), o->invstd = dalloc(c);
+    o->rm = dalloc(c), o->rms = dalloc(c);
     o->rv = dalloc(c), o->rvs = dalloc(c), o->dgamma = dalloc(c), o->dgs = dalloc(c);
     o->dbeta = dalloc(c), o->dbs = dalloc(c);
 }
@@ -909,6 +922,10 @@ static void bn_ref_free(struct bn_ref *o)
     free(o->dbeta), free(o->dbs);
 }
 
+/* The scales: the sums' |terms| as everywhere, times 4 (8 for invstd) for the few roundings
+ * after the sums (the division by M, sqrt, the products with invstd and gamma, the affine
+ * map), each of which adds at most u times the magnitude; and, where the variance enters, the
+ * term E[x^2] / var, the conditioning of a variance computed from sums of squares. */
 static void bn_reference(struct bn_ref *o, const struct bn_ctx *b)
 {
     const double eps = b->d.eps, mom = b->d.momentum;
@@ -980,8 +997,8 @@ static void bn_reference(struct bn_ref *o, const struct bn_ctx *b)
             double xhat = ((double)b->x[k] - mean) * invstd, dxhat = (double)b->r[k] * g;
             if (b->train) {
                 o->dx[k] = invstd * (dxhat - s1 / (double)M - xhat * s2 / (double)M);
-                o->dxs[k] = invstd * (fabs(dxhat) + s1a / (double)M + fabs(xhat) * s2a / (double)M) *
-                                4.0 +
+                double terms = fabs(dxhat) + s1a / (double)M + fabs(xhat) * s2a / (double)M;
+                o->dxs[k] = invstd * terms * 4.0 +
                             fabs(o->dx[k]) * sq_sum / (double)M * invstd * invstd;
             } else {
                 o->dx[k] = invstd * dxhat;
@@ -1464,6 +1481,371 @@ static void test_batchnorm_sync_error(void **state)
 }
 
 /* ------------------------------------------------------------------------------------------
+ * group ZCA whitening (Shuffled-DBN): y[:, perm[j]] = (Xc S^-1/2)[:, j] per group of columns
+ * ------------------------------------------------------------------------------------------ */
+
+/* Cyclic Jacobi rotations (Golub & Van Loan 8.5): a (g, g) symmetric is overwritten, the
+ * eigenvalues go to l, the eigenvectors to the columns of v (g, g). An eigensolver of its
+ * own, independent of the layer's LAPACK dsyevd. */
+static void jacobi_eigen(double *a, double *v, double *l, int64_t g)
+{
+    double frob = 0.0;
+    for (int64_t i = 0; i < g * g; i++) frob += a[i] * a[i];
+    for (int64_t i = 0; i < g; i++)
+        for (int64_t j = 0; j < g; j++) v[i * g + j] = i == j ? 1.0 : 0.0;
+    for (int sweep = 0; sweep < 100; sweep++) {
+        double off = 0.0;
+        for (int64_t p = 0; p < g; p++)
+            for (int64_t q = p + 1; q < g; q++) off += a[p * g + q] * a[p * g + q];
+        if (off <= 1e-34 * frob) break;
+        for (int64_t p = 0; p < g; p++)
+            for (int64_t q = p + 1; q < g; q++) {
+                double apq = a[p * g + q];
+                if (apq == 0.0) continue;
+                double theta = (a[q * g + q] - a[p * g + p]) / (2.0 * apq);
+                double t = (theta >= 0.0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1.0));
+                double c = 1.0 / sqrt(t * t + 1.0), sn = t * c;
+                for (int64_t k = 0; k < g; k++) { /* A J */
+                    double akp = a[k * g + p], akq = a[k * g + q];
+                    a[k * g + p] = c * akp - sn * akq;
+                    a[k * g + q] = sn * akp + c * akq;
+                }
+                for (int64_t k = 0; k < g; k++) { /* J^T (A J) */
+                    double apk = a[p * g + k], aqk = a[q * g + k];
+                    a[p * g + k] = c * apk - sn * aqk;
+                    a[q * g + k] = sn * apk + c * aqk;
+                }
+                for (int64_t k = 0; k < g; k++) { /* V J */
+                    double vkp = v[k * g + p], vkq = v[k * g + q];
+                    v[k * g + p] = c * vkp - sn * vkq;
+                    v[k * g + q] = sn * vkp + c * vkq;
+                }
+            }
+    }
+    for (int64_t i = 0; i < g; i++) l[i] = a[i * g + i];
+}
+
+/* The whitening written out from its definition, in fp64, on double inputs; also returns
+ * per output the sum of |terms| times the covariance's condition number (the error bound's
+ * scale) when ys is not NULL. Returns the largest condition number of the groups. */
+static double ref_whiten(double *y, double *ys, const double *x, const int64_t *perm, int64_t n,
+                         int64_t d, int64_t g, double eps)
+{
+    double *xc = malloc((size_t)(n * g) * sizeof *xc), *s = malloc((size_t)(g * g) * sizeof *s);
+    double *s0 = malloc((size_t)(g * g) * sizeof *s0), *v = malloc((size_t)(g * g) * sizeof *v);
+    double *w = malloc((size_t)(g * g) * sizeof *w), *l = malloc((size_t)g * sizeof *l);
+    assert_true(xc && s && s0 && v && w && l);
+    double worst_cond = 0.0;
+    for (int64_t c0 = 0; c0 < d; c0 += g) {
+        for (int64_t j = 0; j < g; j++) {
+            int64_t col = perm ? perm[c0 + j] : c0 + j;
+            double mean = 0.0;
+            for (int64_t r = 0; r < n; r++) mean += x[r * d + col];
+            mean /= (double)n;
+            for (int64_t r = 0; r < n; r++) xc[r * g + j] = x[r * d + col] - mean;
+        }
+        for (int64_t i = 0; i < g; i++)
+            for (int64_t j = 0; j < g; j++) {
+                double acc = 0.0;
+                for (int64_t r = 0; r < n; r++) acc += xc[r * g + i] * xc[r * g + j];
+                s[i * g + j] = acc / (double)n + (i == j ? eps : 0.0); /* biased, + eps I */
+            }
+        memcpy(s0, s, (size_t)(g * g) * sizeof *s);
+        jacobi_eigen(s, v, l, g);
+        double lmin = l[0], lmax = l[0];
+        for (int64_t k = 0; k < g; k++) lmin = fmin(lmin, l[k]), lmax = fmax(lmax, l[k]);
+        assert_true(lmin > 0.0);
+        worst_cond = fmax(worst_cond, lmax / lmin);
+        /* The solver's own check: V diag(l) V^T must give S back. */
+        for (int64_t i = 0; i < g; i++)
+            for (int64_t j = 0; j < g; j++) {
+                double acc = 0.0;
+                for (int64_t k = 0; k < g; k++) acc += v[i * g + k] * l[k] * v[j * g + k];
+                assert_true(fabs(acc - s0[i * g + j]) <= 1e-12 * lmax);
+            }
+        for (int64_t i = 0; i < g; i++)
+            for (int64_t j = 0; j < g; j++) {
+                double acc = 0.0;
+                for (int64_t k = 0; k < g; k++) acc += v[i * g + k] * v[j * g + k] / sqrt(l[k]);
+                w[i * g + j] = acc;
+            }
+        for (int64_t r = 0; r < n; r++)
+            for (int64_t j = 0; j < g; j++) {
+                double acc = 0.0, a = 0.0;
+                for (int64_t k = 0; k < g; k++) {
+                    acc += xc[r * g + k] * w[k * g + j];
+                    a += fabs(xc[r * g + k] * w[k * g + j]);
+                }
+                int64_t col = perm ? perm[c0 + j] : c0 + j;
+                y[r * d + col] = acc;
+                /* rounding of S (n terms), of its eigenvectors (amplified by the condition
+                 * number) and of the product (g terms) */
+                if (ys) ys[r * d + col] = a * (lmax / lmin + (double)(n + g));
+            }
+    }
+    free(xc), free(s), free(s0), free(v), free(w), free(l);
+    return worst_cond;
+}
+
+struct whiten_case {
+    const char *name;
+    int64_t n, d, group;
+    bool perm;
+    double eps;
+};
+
+static const struct whiten_case WHITEN_CASES[] = {
+    {"whiten n12 d6 g3 perm eps1e-3", 12, 6, 3, true, 1e-3},
+    {"whiten n10 d4 g4 eps0", 10, 4, 4, false, 0.0},
+    {"whiten n9 d8 g2 perm eps1e-5", 9, 8, 2, true, 1e-5},
+    {"whiten n7 d5 g1 perm eps1e-5", 7, 5, 1, true, 1e-5},
+    {"whiten n16 d8 g8 perm eps0", 16, 8, 8, true, 0.0},
+};
+
+struct whiten_ctx {
+    int64_t n, d, group, n_saved, n_scratch;
+    double eps;
+    int64_t *perm; /* (d) or NULL */
+    ssl_real *x, *y, *r, *dx;
+    double *saved, *scratch;
+    bool nan;
+};
+
+static void whiten_setup(struct whiten_ctx *c, const struct whiten_case *k, struct ssl_rng *r)
+{
+    memset(c, 0, sizeof *c);
+    c->n = k->n, c->d = k->d, c->group = k->group, c->eps = k->eps;
+    c->n_saved = ssl_whiten_saved_elems(k->n, k->d, k->group);
+    c->n_scratch = ssl_whiten_scratch_elems(k->n, k->d, k->group);
+    assert_true(c->n_saved >= 0 && c->n_scratch >= 0);
+    c->x = ralloc(k->n * k->d), c->y = ralloc(k->n * k->d), c->r = ralloc(k->n * k->d);
+    c->dx = ralloc(k->n * k->d);
+    c->saved = dalloc(c->n_saved), c->scratch = dalloc(c->n_scratch);
+    /* Correlated features with a common offset: x = 0.5 + z A, A = I + 0.25/sqrt(d) N(0, 1): well
+     * conditioned (||A - I|| ~ 0.5 < 1), because the finite differences' rounding error grows
+     * with cond(S) (u cond(S) |L| / h): these checks are about the gradient, not about
+     * conditioning. */
+    double *z = malloc((size_t)(k->n * k->d) * sizeof *z);
+    double *a = malloc((size_t)(k->d * k->d) * sizeof *a);
+    assert_true(z && a);
+    gc_fill_normal(r, z, k->n * k->d, 0.0, 1.0);
+    gc_fill_normal(r, a, k->d * k->d, 0.0, 0.25 / sqrt((double)k->d));
+    for (int64_t i = 0; i < k->d; i++) a[i * k->d + i] += 1.0;
+    for (int64_t i = 0; i < k->n; i++)
+        for (int64_t j = 0; j < k->d; j++) {
+            double acc = 0.5;
+            for (int64_t m = 0; m < k->d; m++) acc += z[i * k->d + m] * a[m * k->d + j];
+            c->x[i * k->d + j] = (ssl_real)acc;
+        }
+    free(z), free(a);
+    rfill(r, c->r, k->n * k->d, 0.0, 1.0);
+    if (k->perm) {
+        c->perm = malloc((size_t)k->d * sizeof *c->perm);
+        assert_non_null(c->perm);
+        for (int64_t j = 0; j < k->d; j++) c->perm[j] = j;
+        for (int64_t j = k->d - 1; j > 0; j--) { /* Fisher-Yates */
+            int64_t i = (int64_t)ssl_rng_below(r, (uint64_t)(j + 1)), t = c->perm[i];
+            c->perm[i] = c->perm[j], c->perm[j] = t;
+        }
+    }
+}
+
+static void whiten_free(struct whiten_ctx *c)
+{
+    free(c->x), free(c->y), free(c->r), free(c->dx), free(c->saved), free(c->scratch);
+    free(c->perm);
+}
+
+static int whiten_forward(struct whiten_ctx *c)
+{
+    rpoison(c->y, c->n * c->d, c->nan);
+    dpoison(c->saved, c->n_saved, c->nan);
+    dpoison(c->scratch, c->n_scratch, c->nan);
+    int rc = ssl_whiten_forward(c->y, c->saved, c->x, c->perm, c->n, c->d, c->group, c->eps,
+                                c->scratch);
+    rguard(c->y, c->n * c->d, "whiten y");
+    dguard(c->saved, c->n_saved, "whiten saved");
+    dguard(c->scratch, c->n_scratch, "whiten scratch (forward)");
+    return rc;
+}
+
+static int whiten_backward(struct whiten_ctx *c)
+{
+    dpoison(c->scratch, c->n_scratch, c->nan);
+    int rc = ssl_whiten_backward(c->dx, c->r, c->x, c->saved, c->perm, c->n, c->d, c->group,
+                                 c->eps, c->scratch);
+    rguard(c->dx, c->n * c->d, "whiten dx");
+    dguard(c->scratch, c->n_scratch, "whiten scratch (backward)");
+    return rc;
+}
+
+/* Output against the Jacobi reference; backward (into a pre-filled dx) against central
+ * differences of the reference (fp64, error ~1e-9, far below either tolerance). */
+static void whiten_reference_case(struct whiten_ctx *c, const char *name)
+{
+    const int64_t nx = c->n * c->d;
+    double *xd = dalloc(nx), *ry = dalloc(nx), *rys = dalloc(nx), *yp = dalloc(nx);
+    double *ym = dalloc(nx), *rdx = dalloc(nx), *rdxs = dalloc(nx);
+    for (int64_t i = 0; i < nx; i++) xd[i] = (double)c->x[i];
+    double cond = ref_whiten(ry, rys, xd, c->perm, c->n, c->d, c->group, c->eps);
+    assert_int_equal(whiten_forward(c), 0);
+    char what[200];
+    snprintf(what, sizeof what, "%s forward y (cond %.1f)", name, cond);
+    check_close(what, c->y, ry, rys, nx, REF_REL);
+
+    double gmax = 0.0;
+    for (int64_t i = 0; i < nx; i++) {
+        double x0 = xd[i], h = 1e-6 * fmax(fabs(x0), 1.0);
+        xd[i] = x0 + h;
+        ref_whiten(yp, NULL, xd, c->perm, c->n, c->d, c->group, c->eps);
+        xd[i] = x0 - h;
+        ref_whiten(ym, NULL, xd, c->perm, c->n, c->d, c->group, c->eps);
+        xd[i] = x0;
+        double acc = 0.0;
+        for (int64_t k = 0; k < nx; k++) acc += (double)c->r[k] * (yp[k] - ym[k]);
+        rdx[i] = acc / ((x0 + h) - (x0 - h));
+        gmax = fmax(gmax, fabs(rdx[i]));
+    }
+    /* Bound: the finite differences' own error (~1e-9 of the largest gradient) plus the
+     * gradcheck's relative 1e-5 (fp64), or the float rounding of the result (fp32). */
+    const double rel = fmax(1e-5, REF_REL);
+    for (int64_t i = 0; i < nx; i++) c->dx[i] = (ssl_real)(0.25 * (double)(i % 7) - 0.75);
+    add_prefill(rdx, NULL, c->dx, nx);
+    for (int64_t i = 0; i < nx; i++)
+        rdxs[i] = 1e-6 * gmax + rel * (fabs(rdx[i]) + fabs((double)c->dx[i]));
+    assert_int_equal(whiten_backward(c), 0);
+    snprintf(what, sizeof what, "%s backward dx (accumulated)", name);
+    check_close(what, c->dx, rdx, rdxs, nx, 1.0);
+    free(xd), free(ry), free(rys), free(yp), free(ym), free(rdx), free(rdxs);
+}
+
+static void test_whiten_reference(void **state)
+{
+    (void)state;
+    struct ssl_rng r;
+    gc_rng_begin(&r, "whiten_reference");
+    for (size_t i = 0; i < sizeof WHITEN_CASES / sizeof WHITEN_CASES[0]; i++) {
+        struct whiten_ctx c;
+        whiten_setup(&c, &WHITEN_CASES[i], &r);
+        whiten_reference_case(&c, WHITEN_CASES[i].name);
+        if (c.group == 1) {
+            /* One feature per group: plain standardisation (x - mean) / sqrt(var + eps). */
+            double *want = dalloc(c.n * c.d), *scale = dalloc(c.n * c.d);
+            for (int64_t j = 0; j < c.d; j++) {
+                double mean = 0.0, var = 0.0;
+                for (int64_t k = 0; k < c.n; k++) mean += (double)c.x[k * c.d + j];
+                mean /= (double)c.n;
+                for (int64_t k = 0; k < c.n; k++) {
+                    double u = (double)c.x[k * c.d + j] - mean;
+                    var += u * u;
+                }
+                var /= (double)c.n;
+                for (int64_t k = 0; k < c.n; k++) {
+                    want[k * c.d + j] = ((double)c.x[k * c.d + j] - mean) / sqrt(var + c.eps);
+                    scale[k * c.d + j] =
+                        (fabs((double)c.x[k * c.d + j]) + fabs(mean)) / sqrt(var + c.eps) * 8.0;
+                }
+            }
+            check_close("whiten group 1 = standardisation", c.y, want, scale, c.n * c.d, REF_REL);
+            free(want), free(scale);
+        }
+        printf("  reference %s: ok\n", WHITEN_CASES[i].name);
+        whiten_free(&c);
+    }
+    /* Larger: the projector's width, groups of 16. */
+    static const struct whiten_case big = {"whiten n64 d32 g16 perm eps0", 64, 32, 16, true, 0.0};
+    struct whiten_ctx c;
+    whiten_setup(&c, &big, &r);
+    whiten_reference_case(&c, big.name);
+    printf("  reference %s: ok\n", big.name);
+    whiten_free(&c);
+}
+
+/* Inputs already white: S = I exactly up to rounding, all eigenvalues equal, the case where
+ * eigen-backward formulas with 1 / (l_i - l_j) break down. Columns orthonormal and orthogonal
+ * to the ones vector, scaled by sqrt(n). */
+static void make_white(ssl_real *x, int64_t n, int64_t d, struct ssl_rng *r)
+{
+    double *q = malloc((size_t)(n * (d + 1)) * sizeof *q);
+    assert_non_null(q);
+    for (int64_t i = 0; i < n; i++) q[i * (d + 1)] = 1.0;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 1; j <= d; j++) q[i * (d + 1) + j] = ssl_rng_normal(r);
+    for (int64_t j = 0; j <= d; j++) { /* modified Gram-Schmidt, twice */
+        for (int pass = 0; pass < 2; pass++)
+            for (int64_t k = 0; k < j; k++) {
+                double dot = 0.0;
+                for (int64_t i = 0; i < n; i++) dot += q[i * (d + 1) + j] * q[i * (d + 1) + k];
+                for (int64_t i = 0; i < n; i++) q[i * (d + 1) + j] -= dot * q[i * (d + 1) + k];
+            }
+        double nrm = 0.0;
+        for (int64_t i = 0; i < n; i++) nrm += q[i * (d + 1) + j] * q[i * (d + 1) + j];
+        for (int64_t i = 0; i < n; i++) q[i * (d + 1) + j] /= sqrt(nrm);
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < d; j++)
+            x[i * d + j] = (ssl_real)(sqrt((double)n) * q[i * (d + 1) + j + 1] + 0.25);
+    free(q);
+}
+
+static void test_whiten_special(void **state)
+{
+    (void)state;
+    struct ssl_rng r;
+    gc_rng_begin(&r, "whiten_special");
+    /* White input: y = x - mean (W = I). */
+    {
+        static const struct whiten_case k = {"whiten white input", 10, 4, 4, false, 0.0};
+        struct whiten_ctx c;
+        whiten_setup(&c, &k, &r);
+        make_white(c.x, c.n, c.d, &r);
+        assert_int_equal(whiten_forward(&c), 0);
+        double *want = dalloc(c.n * c.d), *scale = dalloc(c.n * c.d);
+        for (int64_t i = 0; i < c.n * c.d; i++) {
+            want[i] = (double)c.x[i] - 0.25;
+            scale[i] = 64.0 * (fabs((double)c.x[i]) + 1.0);
+        }
+#ifdef SSL_F64
+        check_close("whiten of white input is centring", c.y, want, scale, c.n * c.d, REF_REL);
+#else
+        /* The float input is white only to float precision: S = I + O(1e-7). */
+        check_close("whiten of white input is centring", c.y, want, scale, c.n * c.d, 3e-6);
+#endif
+        free(want), free(scale);
+        whiten_free(&c);
+    }
+    /* Singular covariance with eps = 0: a constant feature, and fewer samples than the group
+     * (rank n - 1 after centring). header: SSL_E_NONFINITE. With eps > 0 it is regular. */
+    {
+        static const struct whiten_case k = {"whiten constant feature", 8, 4, 2, false, 0.0};
+        struct whiten_ctx c;
+        whiten_setup(&c, &k, &r);
+        for (int64_t i = 0; i < c.n; i++) c.x[i * c.d + 2] = (ssl_real)1.5;
+        int rc = whiten_forward(&c);
+        if (rc != SSL_E_NONFINITE)
+            fail_msg("whiten of a constant feature with eps 0 returned %d, want SSL_E_NONFINITE",
+                     rc);
+        c.eps = 1e-3;
+        assert_int_equal(whiten_forward(&c), 0);
+        for (int64_t i = 0; i < c.n * c.d; i++) assert_true(isfinite((double)c.y[i]));
+        for (int64_t i = 0; i < c.n; i++) assert_true(c.y[i * c.d + 2] == 0);
+        whiten_free(&c);
+    }
+    {
+        static const struct whiten_case k = {"whiten n3 < group 4", 3, 8, 4, true, 0.0};
+        struct whiten_ctx c;
+        whiten_setup(&c, &k, &r);
+        int rc = whiten_forward(&c);
+        if (rc != SSL_E_NONFINITE)
+            fail_msg("whiten of 3 samples in groups of 4 with eps 0 returned %d, want "
+                     "SSL_E_NONFINITE",
+                     rc);
+        whiten_free(&c);
+    }
+    printf("  white input, singular covariances: ok\n");
+}
+
+/* ------------------------------------------------------------------------------------------
  * Contract: forward writes its outputs without reading them; scratch is not an input
  * ------------------------------------------------------------------------------------------ */
 
@@ -1615,6 +1997,31 @@ static void test_outputs_not_read(void **state)
         free(y0), free(dx0), free(saved0);
         bn_free(&bn);
     }
+    /* whiten: y, saved and scratch */
+    {
+        struct whiten_ctx wc;
+        whiten_setup(&wc, &WHITEN_CASES[0], &r);
+        int64_t nwx = wc.n * wc.d;
+        ssl_real *y0 = ralloc(nwx), *dx0 = ralloc(nwx);
+        double *saved0 = dalloc(wc.n_saved);
+        for (int pass = 0; pass < 2; pass++) {
+            wc.nan = pass == 1;
+            assert_int_equal(whiten_forward(&wc), 0);
+            memset(wc.dx, 0, (size_t)nwx * sizeof *wc.dx);
+            assert_int_equal(whiten_backward(&wc), 0);
+            if (pass == 0) {
+                rcopy(y0, wc.y, nwx), rcopy(dx0, wc.dx, nwx);
+                memcpy(saved0, wc.saved, (size_t)wc.n_saved * sizeof *saved0);
+                continue;
+            }
+            n_fail += expect_same("whiten forward y", wc.y, y0, nwx);
+            n_fail += expect_same_d("whiten forward saved", wc.saved, saved0, wc.n_saved);
+            n_fail += expect_same("whiten backward dx (NaN scratch)", wc.dx, dx0, nwx);
+        }
+        printf("  whiten: checked\n");
+        free(y0), free(dx0), free(saved0);
+        whiten_free(&wc);
+    }
     free(x), free(x2), free(w), free(b), free(want), free(got), free(want2), free(got2);
     if (n_fail)
         fail_msg("%d results depend on what their output or scratch buffer held before "
@@ -1630,6 +2037,7 @@ struct null_call {
     const char *name;
     int64_t n, c, hw;
     const ssl_real *dy, *y;
+    struct whiten_ctx *wc; /* after a forward */
 };
 
 static void call_relu_null(const struct null_call *a)
@@ -1651,6 +2059,12 @@ static void call_l2norm_null(const struct null_call *a)
 static void call_add_null(const struct null_call *a)
 {
     ssl_add_backward(NULL, NULL, a->dy, a->n * a->c * a->hw);
+}
+static void call_whiten_null(const struct null_call *a)
+{
+    struct whiten_ctx *c = a->wc;
+    (void)ssl_whiten_backward(NULL, c->r, c->x, c->saved, c->perm, c->n, c->d, c->group, c->eps,
+                              c->scratch);
 }
 
 /* Runs fn in a child process: true if it returned normally (no crash). */
@@ -1684,7 +2098,10 @@ static void test_null_dx_skipped(void **state)
     ssl_real *dy = ralloc(nx), *y = ralloc(nx);
     rfill(&r, dy, nx, 0.0, 1.0);
     for (int64_t i = 0; i < nx; i++) y[i] = (ssl_real)(0.5 + ssl_rng_uniform(&r));
-    struct null_call arg = {"", n, c, hw, dy, y};
+    struct whiten_ctx wc;
+    whiten_setup(&wc, &WHITEN_CASES[0], &r);
+    assert_int_equal(whiten_forward(&wc), 0);
+    struct null_call arg = {"", n, c, hw, dy, y, &wc};
     static const struct {
         const char *name;
         void (*fn)(const struct null_call *);
@@ -1694,6 +2111,7 @@ static void test_null_dx_skipped(void **state)
         {"ssl_flatten_backward(dx=NULL)", call_flatten_null},
         {"ssl_l2norm_backward(dx=NULL)", call_l2norm_null},
         {"ssl_add_backward(da=NULL, db=NULL)", call_add_null},
+        {"ssl_whiten_backward(dx=NULL)", call_whiten_null},
     };
     int n_crashed = 0;
     for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
@@ -1702,6 +2120,7 @@ static void test_null_dx_skipped(void **state)
         n_crashed += !ok;
     }
     free(dy), free(y);
+    whiten_free(&wc);
     if (n_crashed)
         fail_msg("%d backward(s) crash on a NULL gradient (layers.h: a NULL gradient pointer "
                  "means \"not needed\" and is skipped)",
@@ -2067,6 +2486,44 @@ static void test_grad_pointwise(void **state)
         pw_free(&c);
     }
 }
+
+/* ---- whiten ---- */
+
+static double whiten_loss(void *vc)
+{
+    struct whiten_ctx *c = vc;
+    assert_int_equal(whiten_forward(c), 0);
+    return gc_dot(c->r, c->y, c->n * c->d);
+}
+
+static void whiten_backward_closure(void *vc)
+{
+    assert_int_equal(whiten_backward(vc), 0);
+}
+
+static void test_grad_whiten(void **state)
+{
+    (void)state;
+    struct ssl_rng r;
+    gc_rng_begin(&r, "grad_whiten");
+    for (size_t i = 0; i <= sizeof WHITEN_CASES / sizeof WHITEN_CASES[0]; i++) {
+        static const struct whiten_case white = {"whiten white input (equal eigenvalues)", 10, 4,
+                                                 4, false, 0.0};
+        const struct whiten_case *k =
+            i < sizeof WHITEN_CASES / sizeof WHITEN_CASES[0] ? &WHITEN_CASES[i] : &white;
+        struct whiten_ctx c;
+        whiten_setup(&c, k, &r);
+        if (k == &white) make_white(c.x, c.n, c.d, &r);
+        double *y = dalloc(c.n * c.d);
+        printf("  %s: cond(S) %.1f\n", k->name,
+               ref_whiten(y, NULL, c.x, c.perm, c.n, c.d, c.group, c.eps));
+        free(y);
+        struct gc_param params[] = {{"x", c.x, c.dx, c.n * c.d, &c.dx}};
+        struct gc_problem p = {k->name, whiten_loss, whiten_backward_closure, &c, params, 1};
+        expect_grad_ok(&p, &r);
+        whiten_free(&c);
+    }
+}
 #endif
 
 int main(void)
@@ -2082,6 +2539,8 @@ int main(void)
         cmocka_unit_test(test_batchnorm_sync_scaled),
         cmocka_unit_test(test_batchnorm_sync_ranks),
         cmocka_unit_test(test_batchnorm_sync_error),
+        cmocka_unit_test(test_whiten_reference),
+        cmocka_unit_test(test_whiten_special),
         cmocka_unit_test(test_outputs_not_read),
         cmocka_unit_test(test_null_dx_skipped),
 #ifdef SSL_TEST_GRADCHECK
@@ -2089,6 +2548,7 @@ int main(void)
         cmocka_unit_test(test_grad_conv2d),
         cmocka_unit_test(test_grad_batchnorm),
         cmocka_unit_test(test_grad_pointwise),
+        cmocka_unit_test(test_grad_whiten),
 #endif
     };
     printf("test_layers (%s core)\n", SSL_REAL_NAME);
