@@ -149,6 +149,7 @@ def main():
         print(f"test_state_dict: SKIP: cannot import torch with {sys.executable} ({e}); "
               f"install python3-torch", file=sys.stderr)
         return SKIP
+    sys.dont_write_bytecode = True  # no __pycache__ in the source tree
     sys.path.insert(0, str(REPO / 'bench'))
     import torch_step
 
