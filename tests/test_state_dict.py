@@ -144,7 +144,7 @@ def main():
     ap.add_argument('-v', '--verbose', action='store_true', help="print every entry")
     a = ap.parse_args()
     try:
-        import torch  # noqa: F401  (Debian's python3-torch, for /usr/bin/python3)
+        import torch  # Debian's python3-torch, for /usr/bin/python3
     except ImportError as e:
         print(f"test_state_dict: SKIP: cannot import torch with {sys.executable} ({e}); "
               f"install python3-torch", file=sys.stderr)
@@ -169,7 +169,7 @@ def main():
                 print(f"    {n}\t{fmt(s)}\t{k}")
         failed += bool(diffs)
     print(f"test_state_dict: {len(CONFIGS) - failed}/{len(CONFIGS)} configs match the PyTorch "
-          f"state_dict")
+          f"{torch.__version__} state_dict")
     return 1 if failed else 0
 
 
