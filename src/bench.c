@@ -22,6 +22,7 @@ struct bench {
     double *loss_work;
     bool simclr;
     int64_t batch;
+    uint64_t seed;
 };
 
 static double now_s(void)
@@ -43,10 +44,10 @@ static enum ssl_status bench_setup(struct bench *b, const struct ssl_config *cfg
     ssl_optim_cfg_from_config(&oc, cfg);
     if (ssl_optim_init(&b->optim, &oc, &b->model.params) != 0)
         return ssl_error_set(err, SSL_E_OTHER, "out of memory for the optimizer state");
-    b->schedule = (struct ssl_schedule){.base_lr = ssl_config_float(cfg, "optim.lr"),
-                                        .final_lr = ssl_config_float(cfg, "optim.lr"),
-                                        .warmup_start = 1, .total_steps = 1, .cosine = false};
+    ssl_schedule_from_config(&b->schedule, cfg,
+                             ssl_config_int(cfg, "bench.warmup") + ssl_config_int(cfg, "bench.steps"));
     b->batch = batch;
+    b->seed = (uint64_t)ssl_config_int(cfg, "run.seed");
     b->simclr = strcmp(ssl_config_str(cfg, "bench.loss"), "simclr") == 0;
     int64_t d = b->model.projection_dim, in_elems = batch * mc.in_channels * mc.image_size * mc.image_size;
     int64_t work = b->simclr ? ssl_simclr_work_elems(batch, d) : ssl_vicreg_work_elems(batch, d);
@@ -57,7 +58,7 @@ static enum ssl_status bench_setup(struct bench *b, const struct ssl_config *cfg
         if (b->x[v] == NULL || b->dz[v] == NULL || b->loss_work == NULL)
             return ssl_error_set(err, SSL_E_OTHER, "out of memory for the benchmark inputs");
         struct ssl_rng rng;
-        ssl_rng_init(&rng, (uint64_t)ssl_config_int(cfg, "run.seed"), SSL_RNG_BENCH, (uint32_t)v, 0, 0);
+        ssl_rng_init(&rng, b->seed, SSL_RNG_BENCH, (uint32_t)v, 0, 0);
         for (int64_t i = 0; i < in_elems; i++) b->x[v][i] = (ssl_real)ssl_rng_normal(&rng);
     }
     return SSL_OK;
@@ -75,12 +76,12 @@ static void bench_free(struct bench *b)
 }
 
 /* One full step; returns the loss. */
-static double bench_step(struct bench *b, const struct ssl_config *cfg)
+static double bench_step(struct bench *b)
 {
     struct ssl_model *m = &b->model;
     int64_t n = b->batch, d = m->projection_dim;
     ssl_model_zero_grads(m);
-    ssl_model_set_step(m, (uint64_t)ssl_config_int(cfg, "run.seed"), b->optim.n_steps);
+    ssl_model_set_step(m, b->seed, b->optim.n_steps);
     for (int v = 0; v < 2; v++) SSL_CHECK(ssl_model_forward(m, v, b->x[v], true) == 0);
     memset(b->dz[0], 0, (size_t)(n * d) * sizeof(ssl_real));
     memset(b->dz[1], 0, (size_t)(n * d) * sizeof(ssl_real));
@@ -90,7 +91,7 @@ static double bench_step(struct bench *b, const struct ssl_config *cfg)
                             : ssl_vicreg_loss(b->dz[0], b->dz[1], z0, z1, n, d, &w, NULL, b->loss_work);
     for (int v = 0; v < 2; v++) SSL_CHECK(ssl_model_backward(m, v, b->dz[v], NULL) == 0);
     double lr[SSL_GROUP_COUNT];
-    ssl_optim_group_lrs(lr, &b->schedule, cfg, b->optim.n_steps);
+    ssl_schedule_group_lrs(&b->schedule, b->optim.n_steps, lr);
     ssl_optim_step(&b->optim, &m->params, lr);
     return loss;
 }
@@ -114,10 +115,10 @@ enum ssl_status ssl_bench_run(const struct ssl_config *cfg, const struct ssl_com
     ssl_log(lg, SSL_LOG_INFO, "bench: %s, %lld parameters, activations+workspace %.1f MiB per rank, %d BLAS threads",
             ssl_config_str(cfg, "model.backbone"), (long long)b.model.params.n_params, mib, ssl_gemm_threads());
     double loss = 0;
-    for (int64_t s = 0; s < ssl_config_int(cfg, "bench.warmup"); s++) loss = bench_step(&b, cfg);
+    for (int64_t s = 0; s < ssl_config_int(cfg, "bench.warmup"); s++) loss = bench_step(&b);
     int64_t steps = ssl_config_int(cfg, "bench.steps");
     double t0 = now_s();
-    for (int64_t s = 0; s < steps; s++) loss = bench_step(&b, cfg);
+    for (int64_t s = 0; s < steps; s++) loss = bench_step(&b);
     double step_s = (now_s() - t0) / (double)steps;
     ssl_log(lg, SSL_LOG_INFO,
             "ssltrain bench: model=%s loss=%s batch=%lld proj=%lld threads=%d last_loss=%.6g step_s=%.4f images_per_s=%.1f",

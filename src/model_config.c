@@ -37,8 +37,6 @@ enum ssl_status ssl_model_cfg_from_config(struct ssl_model_cfg *mc, const struct
     if (!rc) rc = read_widths(cfg, "model.projector.hidden", mc->projector.hidden, &mc->projector.n_hidden, err);
     if (!rc) rc = read_widths(cfg, "model.predictor.hidden", mc->predictor.hidden, &mc->predictor.n_hidden, err);
     if (rc) return rc;
-    if (mc->backbone == SSL_BACKBONE_MLP && mc->n_mlp_hidden == 0)
-        return ssl_error_set(err, SSL_E_USAGE, "model.mlp.hidden: the mlp backbone needs at least one width");
     mc->projector.out = ssl_config_int(cfg, "model.projector.out");
     mc->projector.hidden_bias = ssl_config_bool(cfg, "model.projector.hidden_bias");
     mc->projector.last_bias = ssl_config_bool(cfg, "model.projector.last_bias");

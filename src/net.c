@@ -360,8 +360,6 @@ static int node_backward(struct ssl_net *net, int view, int i)
     const struct ssl_node *src = nd->in0 >= 0 ? &net->nodes[nd->in0] : NULL;
     ssl_real *dx = grad_into(net, nd->in0);
     int64_t n = net->batch;
-    /* a parameter-free layer over the input images has nothing to compute */
-    if (dx == NULL && nd->p_weight < 0 && nd->op != SSL_OP_ADD) return 0;
     switch (nd->op) {
     case SSL_OP_INPUT: return 0;
     case SSL_OP_CONV:

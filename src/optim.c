@@ -203,6 +203,13 @@ double ssl_schedule_lr(const struct ssl_schedule *s, int64_t step)
     return s->base_lr * c + s->final_lr * (1.0 - c);
 }
 
+void ssl_schedule_group_lrs(const struct ssl_schedule *s, int64_t step, double lr[SSL_GROUP_COUNT])
+{
+    double scheduled = ssl_schedule_lr(s, step);
+    lr[SSL_GROUP_MAIN] = scheduled;
+    lr[SSL_GROUP_PREDICTOR] = s->predictor_lr >= 0 ? s->predictor_lr : scheduled;
+}
+
 /* BYOL's target decay, step clamped to [0, total]: base at 0, 1 at total. A non-positive
  * total means no schedule: base throughout. */
 double ssl_ema_tau(double base, int64_t step, int64_t total_steps)

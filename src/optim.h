@@ -48,8 +48,11 @@ struct ssl_schedule {
     double base_lr, final_lr, warmup_start;
     int64_t warmup_steps, total_steps;
     bool cosine; /* false: constant base_lr after warmup */
+    double predictor_lr; /* >= 0: fixed LR of the predictor group (SimSiam); < 0: scheduled */
 };
 double ssl_schedule_lr(const struct ssl_schedule *s, int64_t step);
+/* Learning rate of every parameter group at `step`. */
+void ssl_schedule_group_lrs(const struct ssl_schedule *s, int64_t step, double lr[SSL_GROUP_COUNT]);
 
 /* BYOL/MoCo target networks: tau(step) = 1 - (1 - base)*(cos(pi*step/total) + 1)/2, and
  * target = tau*target + (1 - tau)*online over n elements. */

@@ -19,10 +19,16 @@ void ssl_optim_cfg_from_config(struct ssl_optim_cfg *oc, const struct ssl_config
     oc->adam_eps = ssl_config_float(cfg, "optim.adamw.eps");
 }
 
-void ssl_optim_group_lrs(double lr[SSL_GROUP_COUNT], const struct ssl_schedule *s,
-                         const struct ssl_config *cfg, int64_t step)
+void ssl_schedule_from_config(struct ssl_schedule *s, const struct ssl_config *cfg,
+                              int64_t total_steps)
 {
-    double scheduled = ssl_schedule_lr(s, step), fixed = ssl_config_float(cfg, "optim.predictor_lr");
-    lr[SSL_GROUP_MAIN] = scheduled;
-    lr[SSL_GROUP_PREDICTOR] = fixed >= 0 ? fixed : scheduled;
+    *s = (struct ssl_schedule){
+        .base_lr = ssl_config_float(cfg, "optim.lr"),
+        .final_lr = ssl_config_float(cfg, "optim.final_lr"),
+        .warmup_start = 0,
+        .warmup_steps = ssl_config_int(cfg, "optim.warmup_steps"),
+        .total_steps = total_steps,
+        .cosine = strcmp(ssl_config_str(cfg, "optim.schedule"), "cosine") == 0,
+        .predictor_lr = ssl_config_float(cfg, "optim.predictor_lr"),
+    };
 }

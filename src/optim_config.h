@@ -6,9 +6,9 @@
 #include "optim.h"
 
 void ssl_optim_cfg_from_config(struct ssl_optim_cfg *oc, const struct ssl_config *cfg);
-/* Learning rates per parameter group at `step`: the schedule for the main group; the fixed
- * optim.predictor_lr for the predictor when it is set (SimSiam), else the schedule. */
-void ssl_optim_group_lrs(double lr[SSL_GROUP_COUNT], const struct ssl_schedule *s,
-                         const struct ssl_config *cfg, int64_t step);
+/* The schedule from optim.lr, optim.final_lr, optim.warmup_steps, optim.schedule and
+ * optim.predictor_lr, over total_steps. */
+void ssl_schedule_from_config(struct ssl_schedule *s, const struct ssl_config *cfg,
+                              int64_t total_steps);
 
 #endif

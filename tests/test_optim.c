@@ -495,6 +495,27 @@ static void test_adamw_three_steps(void **unused)
 
 /* ---- schedule ---- */
 
+/* Group rates: the predictor follows the schedule unless a fixed rate is set (SimSiam's
+ * fixed predictor LR). Warmup 0.1*base over 10 steps, so step 5 gives 0.44 (see below). */
+static void test_group_lrs(void **unused)
+{
+    (void)unused;
+    struct ssl_schedule s = {.base_lr = 0.8, .final_lr = 0.008, .warmup_start = 0.1,
+                             .warmup_steps = 10, .total_steps = 30, .cosine = true,
+                             .predictor_lr = -1};
+    double lr[SSL_GROUP_COUNT];
+    ssl_schedule_group_lrs(&s, 5, lr);
+    assert_close_(lr[SSL_GROUP_MAIN], 0.44, 1e-15, "main", 5);
+    assert_close_(lr[SSL_GROUP_PREDICTOR], 0.44, 1e-15, "predictor follows", 5);
+    s.predictor_lr = 0.05;
+    ssl_schedule_group_lrs(&s, 5, lr);
+    assert_close_(lr[SSL_GROUP_MAIN], 0.44, 1e-15, "main", 5);
+    assert_close_(lr[SSL_GROUP_PREDICTOR], 0.05, 0, "predictor fixed", 5);
+    s.predictor_lr = 0;
+    ssl_schedule_group_lrs(&s, 20, lr);
+    assert_close_(lr[SSL_GROUP_PREDICTOR], 0.0, 0, "predictor fixed at 0", 20);
+}
+
 /* base 0.8, final 0.008, warmup from 0.1*base over 10 steps, cosine to step 30.
  * By hand: 0 -> 0.08; 5 -> 0.8*(0.1 + 0.9*0.5) = 0.44; 10 -> 0.8;
  * 15 -> c = (1 + cos(pi/4))/2, 0.8*c + 0.008*(1 - c); 20 -> c = 1/2, 0.404;
@@ -567,6 +588,7 @@ int main(void)
         cmocka_unit_test(test_adamw_decoupled_decay),
         cmocka_unit_test(test_adamw_three_steps),
         cmocka_unit_test(test_schedule),
+        cmocka_unit_test(test_group_lrs),
         cmocka_unit_test(test_ema),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -106,7 +106,8 @@ void ssl_l2norm_backward(ssl_real *dx, const ssl_real *dy, const ssl_real *y,
  * saved: ssl_whiten_saved_elems doubles (per group: eigenvectors, eigenvalues, mean) for
  * backward, which differentiates through the eigendecomposition. scratch:
  * ssl_whiten_scratch_elems doubles. Returns 0, or SSL_E_NONFINITE when a group's covariance
- * is not positive definite (an eigenvalue <= 0 after eps) or the solver fails. */
+ * is numerically singular (smallest eigenvalue <= group * DBL_EPSILON * largest, after eps: a
+ * rank-deficient group comes out as +1e-17, not <= 0) or the solver fails. */
 int64_t ssl_whiten_saved_elems(int64_t n, int64_t d, int64_t group);
 int64_t ssl_whiten_scratch_elems(int64_t n, int64_t d, int64_t group);
 int ssl_whiten_forward(ssl_real *y, double *saved, const ssl_real *x, const int64_t *perm,
