@@ -112,8 +112,10 @@ enum ssl_status ssl_bench_run(const struct ssl_config *cfg, const struct ssl_com
         return rc;
     }
     double mib = (double)(2 * ssl_net_view_bytes(&b.model.net) + ssl_net_work_bytes(&b.model.net)) / 1048576.0;
-    ssl_log(lg, SSL_LOG_INFO, "bench: %s, %lld parameters, activations+workspace %.1f MiB per rank, %d BLAS threads",
-            ssl_config_str(cfg, "model.backbone"), (long long)b.model.params.n_params, mib, ssl_gemm_threads());
+    ssl_log(lg, SSL_LOG_INFO,
+            "bench: %s, %lld parameters, activations+workspace %.1f MiB per rank, %d BLAS threads (%s kernels)",
+            ssl_config_str(cfg, "model.backbone"), (long long)b.model.params.n_params, mib,
+            ssl_gemm_threads(), ssl_gemm_kernels());
     double loss = 0;
     for (int64_t s = 0; s < ssl_config_int(cfg, "bench.warmup"); s++) loss = bench_step(&b);
     int64_t steps = ssl_config_int(cfg, "bench.steps");

@@ -9,6 +9,7 @@
 void openblas_set_num_threads(int n_threads);
 int openblas_get_num_threads(void);
 char *openblas_get_config(void);
+char *openblas_get_corename(void);
 
 void ssl_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, ssl_real alpha,
               const ssl_real *a, int64_t lda, const ssl_real *b, int64_t ldb, ssl_real beta,
@@ -35,3 +36,5 @@ void ssl_gemm_set_threads(int n_threads)
 int ssl_gemm_threads(void) { return openblas_get_num_threads(); }
 
 const char *ssl_gemm_library(void) { return openblas_get_config(); }
+
+const char *ssl_gemm_kernels(void) { return openblas_get_corename(); }

@@ -18,5 +18,8 @@ void ssl_gemm_set_threads(int n_threads);
 int ssl_gemm_threads(void);
 /* "OpenBLAS 0.3.21 ..." as the library reports itself. */
 const char *ssl_gemm_library(void);
+/* The kernel set OpenBLAS chose for this CPU ("Cooperlake", "Haswell", ...): logged, because
+ * OPENBLAS_CORETYPE in the environment can force a slower one (see docs/PERFORMANCE.md). */
+const char *ssl_gemm_kernels(void);
 
 #endif

@@ -17,7 +17,7 @@ void ssl_version_print(FILE *out)
     H5get_libversion(&h5_major, &h5_minor, &h5_release);
     fprintf(out, "ssltrain %s (revision %s)\n", SSL_VERSION, SSL_GIT_REVISION);
     fprintf(out, "MPI:       %s\n", ssl_comm_library(mpi, sizeof mpi));
-    fprintf(out, "BLAS:      %s\n", ssl_gemm_library());
+    fprintf(out, "BLAS:      %s (kernels %s)\n", ssl_gemm_library(), ssl_gemm_kernels());
     fprintf(out, "HDF5:      %u.%u.%u (parallel)\n", h5_major, h5_minor, h5_release);
     fprintf(out, "ScaLAPACK: linked (Debian scalapack-openmpi)\n");
     fprintf(out, "libyaml:   %s\n", yaml_get_version_string());
