@@ -5,6 +5,7 @@
  * uses the running statistics. Seed printed; SSL_TEST_SEED overrides it. */
 #include <math.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 struct fixture {
     struct ssl_model m;
     double *x, *rz, *rp; /* input (n, c, h, w); random projections of z and p */
+    double *running;     /* BN running statistics as initialised, restored before each loss */
     int64_t n, in_elems;
 };
 
@@ -49,6 +51,8 @@ static void fixture_init(struct fixture *f, const struct ssl_model_cfg *mc, int6
     gc_fill_normal(rng, f->x, f->in_elems, 0, 1);
     gc_fill_normal(rng, f->rz, nz, 0, 1);
     gc_fill_normal(rng, f->rp, np, 0, 1);
+    f->running = malloc((size_t)f->m.params.n_buffers * sizeof(double));
+    memcpy(f->running, f->m.params.buffers, (size_t)f->m.params.n_buffers * sizeof(double));
     /* BN affine parameters away from their 1/0 init so their gradients are generic */
     for (int i = 0; i < f->m.params.n_items; i++) {
         const struct ssl_param *e = &f->m.params.items[i];
@@ -64,10 +68,15 @@ static void fixture_free(struct fixture *f)
     free(f->x);
     free(f->rz);
     free(f->rp);
+    free(f->running);
 }
 
+/* Every evaluation must be the same function of the parameters: a train-mode forward updates
+ * the running statistics, and BN shifts its sums by the running mean, so without the restore
+ * each call would round differently (seen: ~1e-8 noise in L, 5e-3 in the differences). */
 static double model_loss(struct fixture *f)
 {
+    memcpy(f->m.params.buffers, f->running, (size_t)f->m.params.n_buffers * sizeof(double));
     assert_int_equal(ssl_model_forward(&f->m, 0, f->x, true), 0);
     double L = gc_dot(f->rz, ssl_model_projection(&f->m, 0), f->n * f->m.projection_dim);
     if (f->m.node_prediction >= 0)
@@ -75,39 +84,76 @@ static double model_loss(struct fixture *f)
     return L;
 }
 
+/* Fingerprint of which ReLU units are active (FNV-1a over the masks). */
+static uint64_t relu_pattern(const struct fixture *f)
+{
+    uint64_t hash = 1469598103934665603u;
+    const struct ssl_net *net = &f->m.net;
+    for (int i = 0; i < net->n_nodes; i++) {
+        if (net->nodes[i].op != SSL_OP_RELU) continue;
+        const double *y = ssl_net_out(net, 0, i);
+        for (int64_t k = 0; k < ssl_net_out_elems(net, i); k++)
+            hash = (hash ^ (uint64_t)(y[k] > 0)) * 1099511628211u;
+    }
+    return hash;
+}
+
+/* Central difference of the loss in element k of x, step h; *kink tells whether a ReLU
+ * changed state within the step (there the loss is not differentiable). */
+static double central(struct fixture *f, double *x, int64_t k, double h, uint64_t base, bool *kink)
+{
+    double keep = x[k];
+    x[k] = keep + h;
+    double up = model_loss(f);
+    *kink = relu_pattern(f) != base;
+    x[k] = keep - h;
+    double down = model_loss(f);
+    *kink = *kink || relu_pattern(f) != base;
+    x[k] = keep;
+    return (up - down) / (2 * h);
+}
+
 /* Analytic gradient of every trainable entry against central differences on up to
- * `per_entry` sampled elements of each. Returns the number of mismatches. */
+ * `per_entry` sampled elements of each (all of them for small entries).
+ * With ~1e6 ReLUs, some unit sits within the reach of a 1e-6 step for some seeds, and one
+ * such unit spoils the differences of every parameter upstream of it. The test sees this
+ * exactly: an element whose steps change any ReLU's state is skipped (replaced when
+ * sampling). At most half may be skipped, so the check never passes on a handful of points.
+ * Returns the number of mismatches (plus one if too many points were skipped). */
 static int check_model(struct fixture *f, struct ssl_rng *rng, int per_entry)
 {
     struct ssl_params *p = &f->m.params;
     ssl_model_zero_grads(&f->m);
     model_loss(f);
+    uint64_t base = relu_pattern(f);
     assert_int_equal(ssl_model_backward(&f->m, 0, f->rz, f->m.node_prediction >= 0 ? f->rp : NULL), 0);
     struct gc_tol tol = GC_TOL_DEFAULT;
-    int bad = 0, checked = 0;
+    int bad = 0, checked = 0, kinks = 0;
     for (int i = 0; i < p->n_items; i++) {
         const struct ssl_param *e = &p->items[i];
         if (!ssl_param_trainable(e->kind)) continue;
-        double *x = ssl_param_data(p, i), *g = ssl_param_grad(p, i), worst = 0;
-        for (int s = 0; s < per_entry && s < e->n_elems; s++) {
-            int64_t k = e->n_elems <= per_entry ? s : (int64_t)ssl_rng_below(rng, (uint64_t)e->n_elems);
-            double keep = x[k], h = tol.h_rel * fmax(fabs(keep), 1.0);
-            x[k] = keep + h;
-            double up = model_loss(f);
-            x[k] = keep - h;
-            double down = model_loss(f);
-            x[k] = keep;
-            double num = (up - down) / (2 * h), err = fabs(num - g[k]);
+        double *x = ssl_param_data(p, i), *g = ssl_param_grad(p, i);
+        bool every = e->n_elems <= per_entry;
+        int64_t want = every ? e->n_elems : per_entry;
+        for (int64_t s = 0, done = 0; done < want && s < (every ? e->n_elems : 4 * want); s++) {
+            int64_t k = every ? s : (int64_t)ssl_rng_below(rng, (uint64_t)e->n_elems);
+            bool kink;
+            double num = central(f, x, k, tol.h_rel * fmax(fabs(x[k]), 1.0), base, &kink);
+            if (kink) {
+                kinks++;
+                continue;
+            }
+            done++;
             checked++;
-            if (err > tol.atol + tol.rtol * fmax(fabs(num), fabs(g[k]))) {
+            if (fabs(num - g[k]) > tol.atol + tol.rtol * fmax(fabs(num), fabs(g[k]))) {
                 if (bad < 10) printf("  %s[%lld]: analytic %.10g numeric %.10g\n", e->name, (long long)k, g[k], num);
                 bad++;
             }
-            worst = fmax(worst, err);
         }
     }
-    printf("  %d sampled elements over %d entries, %d out of tolerance\n", checked, p->n_items, bad);
-    return bad;
+    printf("  %d sampled elements over %d entries, %d out of tolerance, %d ReLU kinks skipped\n",
+           checked, p->n_items, bad, kinks);
+    return bad + (kinks > checked);
 }
 
 static void test_convnet_grad(void **state)
