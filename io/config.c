@@ -35,6 +35,7 @@ struct ssl_config_value {
     } u;                /* INT, FLOAT, BOOL */
     char *str;          /* STRING, ENUM: owned */
     int64_t *list;      /* (n_list) INT_LIST: owned, NULL when empty */
+    double *flist;      /* (n_list) FLOAT_LIST: owned, never empty */
     int n_list;
     const char *src;    /* "default", "command line", or a name owned by cfg->sources */
     size_t line;        /* 1-based line in src; 0 when src has no lines */
@@ -191,7 +192,8 @@ static const char *range_text(const struct ssl_key_spec *k, char *buf, size_t n)
     case SSL_KEY_INT_LIST:
         snprintf(buf, n, "[%.0f, %.0f]", k->min, k->max);
         return buf;
-    case SSL_KEY_FLOAT: {
+    case SSL_KEY_FLOAT:
+    case SSL_KEY_FLOAT_LIST: {
         bool lo_open = fmt_bound(lo, sizeof lo, k->min, -INFINITY);
         bool hi_open = fmt_bound(hi, sizeof hi, k->max, INFINITY);
         snprintf(buf, n, "%c%s, %s%c", lo_open ? '(' : '[', lo, hi, hi_open ? ')' : ']');
@@ -213,6 +215,7 @@ static const char *expected_text(enum ssl_key_type t)
     case SSL_KEY_STRING: return "a string";
     case SSL_KEY_ENUM: return "one of the choices";
     case SSL_KEY_INT_LIST: return "a list of integers";
+    case SSL_KEY_FLOAT_LIST: return "a number or a list of numbers";
     }
     return "?";
 }
@@ -226,6 +229,7 @@ static const char *type_name(enum ssl_key_type t)
     case SSL_KEY_STRING: return "string";
     case SSL_KEY_ENUM: return "enum";
     case SSL_KEY_INT_LIST: return "int list";
+    case SSL_KEY_FLOAT_LIST: return "float list";
     }
     return "?";
 }
@@ -385,12 +389,18 @@ static enum ssl_status parse_list_text(const struct ssl_key_spec *k, const char 
     for (const char *c = s; *c; c++) count += *c == ',';
     enum ssl_status st = SSL_OK;
     if (count > INT_MAX) st = bad_value(err, where, k->key, text, "has too many elements");
-    out->list = count && st == SSL_OK ? xcalloc(count, sizeof *out->list) : NULL;
+    bool floats = k->type == SSL_KEY_FLOAT_LIST;
+    if (floats && count == 0 && st == SSL_OK) st = bad_value(err, where, k->key, text, "is an empty list");
+    if (count && st == SSL_OK) {
+        if (floats) out->flist = xcalloc(count, sizeof *out->flist);
+        else out->list = xcalloc(count, sizeof *out->list);
+    }
     for (char *elem = s; st == SSL_OK && out->n_list < (int)count; out->n_list++) {
         char *comma = strchr(elem, ',');
         if (comma) *comma = '\0';
         char *e = trim(elem);
         if (*e == '\0') st = bad_value(err, where, k->key, text, "has an empty element");
+        else if (floats) st = parse_float(k, e, where, &out->flist[out->n_list], err);
         else st = parse_int(k, e, where, &out->list[out->n_list], err);
         elem = comma ? comma + 1 : elem;
     }
@@ -419,7 +429,8 @@ static enum ssl_status parse_scalar(const struct ssl_key_spec *k, const char *te
             return bad_value(err, where, k->key, text, "is not one of %s", k->choices);
         out->str = xstrdup(text);
         return SSL_OK;
-    case SSL_KEY_INT_LIST: return parse_list_text(k, text, where, out, err);
+    case SSL_KEY_INT_LIST:
+    case SSL_KEY_FLOAT_LIST: return parse_list_text(k, text, where, out, err);
     }
     SSL_CHECKF(false, "config key '%s' has an unknown type %d", k->key, (int)k->type);
 }
@@ -428,6 +439,8 @@ static void value_clear(struct ssl_config_value *v)
 {
     free(v->str);
     free(v->list);
+    free(v->flist);
+    v->flist = NULL;
     v->str = NULL;
     v->list = NULL;
     v->n_list = 0;
@@ -571,19 +584,26 @@ static enum ssl_status parse_list_node(const struct ssl_config_load *ld, const s
     ptrdiff_t count = seq->data.sequence.items.top - items;
     char where[SSL_CONFIG_WHERE_MAX];
     where_at(where, ld, seq);
+    bool floats = k->type == SSL_KEY_FLOAT_LIST;
     if (count > INT_MAX)
         return ssl_error_set(ld->err, SSL_E_USAGE, "%s: %s: too many elements", where, k->key);
-    out->list = count ? xcalloc((size_t)count, sizeof *out->list) : NULL;
+    if (floats && count == 0)
+        return ssl_error_set(ld->err, SSL_E_USAGE, "%s: %s: empty list (give one number for every view, or one per view)", where, k->key);
+    if (floats) out->flist = xcalloc((size_t)count, sizeof *out->flist);
+    else out->list = count ? xcalloc((size_t)count, sizeof *out->list) : NULL;
     for (ptrdiff_t i = 0; i < count; i++) {
         const yaml_node_t *item = node_at(ld, items[i]);
         where_at(where, ld, item);
         if (item->type != YAML_SCALAR_NODE)
-            return ssl_error_set(ld->err, SSL_E_USAGE, "%s: %s: expected an integer element, got %s",
-                                 where, k->key, node_kind(item));
+            return ssl_error_set(ld->err, SSL_E_USAGE, "%s: %s: expected %s element, got %s",
+                                 where, k->key, floats ? "a number" : "an integer", node_kind(item));
         if (is_null(item))
             return ssl_error_set(ld->err, SSL_E_USAGE, "%s: %s: empty list element", where, k->key);
         enum ssl_status st = check_no_nul(ld, item, k->key);
-        if (st == SSL_OK) st = parse_int(k, scalar_text(item), where, &out->list[out->n_list++], ld->err);
+        if (st == SSL_OK && floats)
+            st = parse_float(k, scalar_text(item), where, &out->flist[out->n_list++], ld->err);
+        else if (st == SSL_OK)
+            st = parse_int(k, scalar_text(item), where, &out->list[out->n_list++], ld->err);
         if (st != SSL_OK) return st;
     }
     return SSL_OK;
@@ -606,7 +626,8 @@ static enum ssl_status set_from_node(const struct ssl_config_load *ld, int i, co
     if (vn->type == YAML_SCALAR_NODE) {
         st = check_no_nul(ld, vn, k->key);
         if (st == SSL_OK) st = parse_scalar(k, is_null(vn) ? "" : scalar_text(vn), where, &nv, ld->err);
-    } else if (vn->type == YAML_SEQUENCE_NODE && k->type == SSL_KEY_INT_LIST) {
+    } else if (vn->type == YAML_SEQUENCE_NODE &&
+               (k->type == SSL_KEY_INT_LIST || k->type == SSL_KEY_FLOAT_LIST)) {
         st = parse_list_node(ld, k, vn, &nv);
     } else {
         st = ssl_error_set(ld->err, SSL_E_USAGE, "%s: %s: expected %s, got %s", where, k->key,
@@ -870,6 +891,19 @@ int ssl_config_int_list(const struct ssl_config *cfg, const char *key, int64_t *
     return v->n_list;
 }
 
+double ssl_config_float_at(const struct ssl_config *cfg, const char *key, int index)
+{
+    const struct ssl_config_value *v = get(cfg, key, SSL_KEY_FLOAT_LIST, SSL_KEY_FLOAT_LIST);
+    SSL_CHECKF(index >= 0 && v->n_list >= 1, "ssl_config_float_at('%s', %d)", key, index);
+    return v->flist[v->n_list == 1 ? 0 : index < v->n_list ? index : v->n_list - 1];
+}
+
+int ssl_config_list_length(const struct ssl_config *cfg, const char *key)
+{
+    const struct ssl_config_value *v = get(cfg, key, SSL_KEY_INT_LIST, SSL_KEY_FLOAT_LIST);
+    return v->n_list;
+}
+
 /* ---- serialization ---- */
 
 /* YAML 1.1 readers (PyYAML) take a number as a float only with a '.' and a signed exponent. */
@@ -936,6 +970,14 @@ static void emit_value(FILE *f, const struct ssl_key_spec *k, const struct ssl_c
         for (int j = 0; j < v->n_list; j++) fprintf(f, "%s%" PRId64, j ? ", " : "", v->list[j]);
         fputc(']', f);
         break;
+    case SSL_KEY_FLOAT_LIST:
+        fputc('[', f);
+        for (int j = 0; j < v->n_list; j++) {
+            if (j) fputs(", ", f);
+            emit_float(f, v->flist[j]);
+        }
+        fputc(']', f);
+        break;
     }
 }
 
@@ -990,7 +1032,7 @@ static const char *range_cell(const struct ssl_key_spec *k, char *buf, size_t n)
 {
     char range[160];
     snprintf(buf, n, "%s%s", range_text(k, range, sizeof range),
-             k->type == SSL_KEY_INT_LIST ? " each" : "");
+             k->type == SSL_KEY_INT_LIST || k->type == SSL_KEY_FLOAT_LIST ? " each" : "");
     return buf;
 }
 

@@ -20,6 +20,7 @@ enum ssl_key_type {
     SSL_KEY_STRING,   /* free text (paths, names) */
     SSL_KEY_ENUM,     /* one of choices "a|b|c" */
     SSL_KEY_INT_LIST, /* YAML sequence of ints, or "512,512" on the command line; may be empty */
+    SSL_KEY_FLOAT_LIST, /* one number, or a YAML sequence / "1.0,0.1" of them; never empty */
 };
 
 struct ssl_key_spec {
@@ -51,6 +52,12 @@ bool ssl_config_bool(const struct ssl_config *cfg, const char *key);
 const char *ssl_config_str(const struct ssl_config *cfg, const char *key); /* STRING and ENUM */
 /* Copies up to max elements; returns the list length. */
 int ssl_config_int_list(const struct ssl_config *cfg, const char *key, int64_t *out, int max);
+
+/* FLOAT_LIST: element `index`; a one-element list gives its value for every index, and an
+ * index past the end gives the last element (per-view settings: "last value repeats"). */
+double ssl_config_float_at(const struct ssl_config *cfg, const char *key, int index);
+/* Length of an INT_LIST or FLOAT_LIST. */
+int ssl_config_list_length(const struct ssl_config *cfg, const char *key);
 
 /* The resolved config as YAML text (nested, every key, values as parsed), heap-allocated;
  * with_origin adds a "# from file.yaml:12" comment per key. */

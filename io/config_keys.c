@@ -20,6 +20,7 @@
 #define KEY_STRING(key, def, help) {key, SSL_KEY_STRING, def, 0, 0, NULL, help}
 #define KEY_ENUM(key, def, choices, help) {key, SSL_KEY_ENUM, def, 0, 0, choices, help}
 #define KEY_INT_LIST(key, def, lo, hi, help) {key, SSL_KEY_INT_LIST, def, lo, hi, NULL, help}
+#define KEY_FLOAT_LIST(key, def, lo, hi, help) {key, SSL_KEY_FLOAT_LIST, def, lo, hi, NULL, help}
 
 const struct ssl_key_spec ssl_config_keys[] = {
     /* run */
@@ -60,6 +61,36 @@ const struct ssl_key_spec ssl_config_keys[] = {
 
     /* data */
     KEY_INT("data.batch", "256", 1, 0x1p24, "global batch over all ranks"),
+    KEY_ENUM("data.dataset", "fashion_mnist", "fashion_mnist|cifar10|cifar100|hdf5", "the dataset's format"),
+    KEY_STRING("data.path", "",
+               "dataset directory, or HDF5 file; empty = /usr/share/datasets/fashion-mnist"),
+    KEY_ENUM("data.cifar100_labels", "fine", "fine|coarse", "CIFAR-100: 100 fine or 20 coarse classes"),
+
+    /* augmentations: every aug.* list holds one value for all views, or one per view (the
+     * last repeats): BYOL's asymmetric blur is aug.blur.p=[1.0, 0.1] */
+    KEY_INT("aug.views", "2", 2, 16, "views per sample (W-MSE and CW-RGP use 4; SwAV 2 + small crops)"),
+    KEY_FLOAT_LIST("aug.size", "0", 0, 4096, "output size per view in pixels; 0 = the input size"),
+    KEY_FLOAT_LIST("aug.crop.scale_min", "0.08", 0, 1, "random resized crop: smallest area fraction"),
+    KEY_FLOAT_LIST("aug.crop.scale_max", "1", 0, 1, "random resized crop: largest area fraction"),
+    KEY_FLOAT_LIST("aug.crop.ratio_min", "0.75", 0x1p-10, 1024, "random resized crop: smallest w/h"),
+    KEY_FLOAT_LIST("aug.crop.ratio_max", "1.3333333333333333", 0x1p-10, 1024,
+                   "random resized crop: largest w/h"),
+    KEY_FLOAT_LIST("aug.flip_p", "0.5", 0, 1, "probability of a horizontal flip"),
+    KEY_FLOAT_LIST("aug.jitter.p", "0.8", 0, 1, "probability of color jitter"),
+    KEY_FLOAT_LIST("aug.jitter.brightness", "0.4", 0, 16, "brightness factor in [1-b, 1+b]"),
+    KEY_FLOAT_LIST("aug.jitter.contrast", "0.4", 0, 16, "contrast factor in [1-c, 1+c]"),
+    KEY_FLOAT_LIST("aug.jitter.saturation", "0.2", 0, 16, "saturation factor in [1-s, 1+s] (RGB only)"),
+    KEY_FLOAT_LIST("aug.jitter.hue", "0.1", 0, 0.5, "hue shift in [-h, h] turns (RGB only)"),
+    KEY_FLOAT_LIST("aug.gray_p", "0.2", 0, 1, "probability of grayscale (RGB only)"),
+    KEY_FLOAT_LIST("aug.blur.p", "1.0,0.1", 0, 1, "probability of Gaussian blur (BYOL: 1.0, 0.1)"),
+    KEY_FLOAT_LIST("aug.blur.sigma_min", "0.1", 0x1p-20, 100, "blur sigma range, lower end (pixels)"),
+    KEY_FLOAT_LIST("aug.blur.sigma_max", "2.0", 0x1p-20, 100, "blur sigma range, upper end (pixels)"),
+    KEY_FLOAT_LIST("aug.solarize.p", "0.0,0.2", 0, 1, "probability of solarization (BYOL: 0, 0.2)"),
+    KEY_FLOAT_LIST("aug.solarize.threshold", "0.5", 0, 1, "pixels >= threshold are inverted"),
+    KEY_ENUM("aug.normalize", "auto", "auto|none|custom",
+             "auto: the dataset's channel mean/std; custom: aug.mean and aug.std"),
+    KEY_FLOAT_LIST("aug.mean", "0.5", 0, 1, "custom per-channel mean (one value, or one per channel)"),
+    KEY_FLOAT_LIST("aug.std", "0.25", 0x1p-20, 100, "custom per-channel std (one value, or per channel)"),
 
     /* optim */
     KEY_ENUM("optim.name", "sgd", "sgd|lars|adamw", "optimizer"),

@@ -542,6 +542,15 @@ static void assert_same_values(const struct ssl_config *a, const struct ssl_conf
             for (int j = 0; j < na && j < 64; j++) assert_int_equal(la[j], lb[j]);
             break;
         }
+        case SSL_KEY_FLOAT_LIST: {
+            int na = ssl_config_list_length(a, k->key);
+            assert_int_equal(na, ssl_config_list_length(b, k->key));
+            for (int j = 0; j < na; j++) {
+                double x = ssl_config_float_at(a, k->key, j), y = ssl_config_float_at(b, k->key, j);
+                if (memcmp(&x, &y, sizeof x) != 0) fail_msg("%s[%d]: %.17g != %.17g", k->key, j, x, y);
+            }
+            break;
+        }
         }
     }
 }
@@ -583,7 +592,40 @@ static void non_default_arg(const struct ssl_key_spec *k, char *arg, size_t n)
         break;
     case SSL_KEY_ENUM: snprintf(arg, n, "%s=%s", k->key, strrchr(k->choices, '|') + 1); break;
     case SSL_KEY_INT_LIST: snprintf(arg, n, "%s=%.0f,%.0f,%.0f", k->key, lo, hi, lo); break;
+    case SSL_KEY_FLOAT_LIST:
+        snprintf(arg, n, "%s=%.17g,%.17g", k->key, lo + (hi - lo) / 3, lo + (hi - lo) / 7);
+        break;
     }
+}
+
+/* FLOAT_LIST: one value for every index, one per index with the last repeating, from YAML
+ * sequences and command-line text; empty lists and bad elements are errors with the key. */
+static void test_float_lists(void **state)
+{
+    (void)state;
+    const char *key = NULL;
+    for (int i = 0; i < ssl_config_n_keys && key == NULL; i++)
+        if (ssl_config_keys[i].type == SSL_KEY_FLOAT_LIST) key = ssl_config_keys[i].key;
+    if (key == NULL) skip();
+    struct ssl_config *cfg = fresh();
+    struct ssl_error err = {0};
+    char arg[256];
+    snprintf(arg, sizeof arg, "%s=0.5", key);
+    assert_int_equal(ssl_config_set_arg(cfg, arg, &err), SSL_OK);
+    assert_true(ssl_config_float_at(cfg, key, 0) == 0.5 && ssl_config_float_at(cfg, key, 7) == 0.5);
+    snprintf(arg, sizeof arg, "%s=[0.25, 0.75]", key);
+    assert_int_equal(ssl_config_set_arg(cfg, arg, &err), SSL_OK);
+    assert_int_equal(ssl_config_list_length(cfg, key), 2);
+    assert_true(ssl_config_float_at(cfg, key, 0) == 0.25 && ssl_config_float_at(cfg, key, 1) == 0.75);
+    assert_true(ssl_config_float_at(cfg, key, 5) == 0.75);
+    snprintf(arg, sizeof arg, "%s=[]", key);
+    assert_int_equal(ssl_config_set_arg(cfg, arg, &err), SSL_E_USAGE);
+    assert_non_null(strstr(err.msg, key));
+    struct ssl_error err2 = {0};
+    snprintf(arg, sizeof arg, "%s=0.5,x", key);
+    assert_int_equal(ssl_config_set_arg(cfg, arg, &err2), SSL_E_USAGE);
+    assert_non_null(strstr(err2.msg, key));
+    ssl_config_free(cfg);
 }
 
 static void test_round_trip_defaults(void **state)
@@ -686,11 +728,13 @@ static void assert_choices(const struct ssl_key_spec *k)
 
 static void assert_range(const struct ssl_key_spec *k)
 {
-    if (k->type != SSL_KEY_INT && k->type != SSL_KEY_FLOAT && k->type != SSL_KEY_INT_LIST) return;
+    if (k->type != SSL_KEY_INT && k->type != SSL_KEY_FLOAT && k->type != SSL_KEY_INT_LIST &&
+        k->type != SSL_KEY_FLOAT_LIST)
+        return;
     if (!(k->min <= k->max) || !isfinite(k->min) || !isfinite(k->max))
         fail_msg("%s: bad range [%g, %g]", k->key, k->min, k->max);
     bool integral = floor(k->min) == k->min && floor(k->max) == k->max;
-    if (k->type != SSL_KEY_FLOAT && (!integral || fabs(k->min) > 0x1p53 || fabs(k->max) > 0x1p53))
+    if (k->type != SSL_KEY_FLOAT && k->type != SSL_KEY_FLOAT_LIST && (!integral || fabs(k->min) > 0x1p53 || fabs(k->max) > 0x1p53))
         fail_msg("%s: integer bounds must be integers within 2^53", k->key);
 }
 
@@ -709,7 +753,7 @@ static void test_table_is_sane(void **state)
             if (j != i && strcmp(o, k->key) == 0) fail_msg("%s declared twice", k->key);
             if (strncmp(o, k->key, n) == 0 && o[n] == '.') fail_msg("%s is also the group of %s", k->key, o);
         }
-        assert_true(k->type >= SSL_KEY_INT && k->type <= SSL_KEY_INT_LIST);
+        assert_true(k->type >= SSL_KEY_INT && k->type <= SSL_KEY_FLOAT_LIST);
         if (k->help == NULL || k->help[0] == '\0' || strchr(k->help, '\n') || strlen(k->help) > 90)
             fail_msg("%s: help must be one short line", k->key);
         assert_non_null(k->def);
@@ -805,6 +849,7 @@ int main(void)
         cmocka_unit_test(test_int_lists),
         cmocka_unit_test(test_strings),
         cmocka_unit_test(test_plain_scalar_with_colon_is_an_error),
+        cmocka_unit_test(test_float_lists),
         cmocka_unit_test(test_round_trip_defaults),
         cmocka_unit_test(test_round_trip_every_key),
         cmocka_unit_test(test_serialized_form),
