@@ -97,7 +97,8 @@ static double bench_step(struct bench *b)
 }
 
 enum ssl_status ssl_bench_run(const struct ssl_config *cfg, const struct ssl_comm *comm,
-                              const struct ssl_logger *lg, struct ssl_error *err)
+                              const struct ssl_logger *lg, double *images_per_s,
+                              struct ssl_error *err)
 {
     int64_t global = ssl_config_int(cfg, "data.batch");
     if (global % comm->size != 0)
@@ -126,6 +127,7 @@ enum ssl_status ssl_bench_run(const struct ssl_config *cfg, const struct ssl_com
             "ssltrain bench: model=%s loss=%s batch=%lld proj=%lld threads=%d last_loss=%.6g step_s=%.4f images_per_s=%.1f",
             ssl_config_str(cfg, "model.backbone"), ssl_config_str(cfg, "bench.loss"), (long long)global,
             (long long)b.model.projection_dim, ssl_gemm_threads(), loss, step_s, (double)global / step_s);
+    *images_per_s = (double)global / step_s;
     bench_free(&b);
     return SSL_OK;
 }

@@ -10,6 +10,7 @@
 
 /* Collective (every rank runs its shard of the batch; for now ranks do not communicate). */
 enum ssl_status ssl_bench_run(const struct ssl_config *cfg, const struct ssl_comm *comm,
-                              const struct ssl_logger *lg, struct ssl_error *err);
+                              const struct ssl_logger *lg, double *images_per_s,
+                              struct ssl_error *err);
 
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "cmd_data.h"
 #include "comm.h"
 #include "config.h"
 #include "log.h"
@@ -19,8 +20,10 @@ static const char *USAGE =
     "Distributed self-supervised representation learning (run under mpirun/srun, or alone).\n"
     "\n"
     "commands:\n"
-    "  bench  [JOB.yaml] [key=value ...]   training-step throughput (images/s) on synthetic data\n"
-    "  params [JOB.yaml] [key=value ...]   the model's state_dict: name, shape, param|buffer\n"
+    "  bench   [JOB.yaml] [key=value ...] [--data]  training-step (and augmentation) throughput\n"
+    "  params  [JOB.yaml] [key=value ...]   the model's state_dict: name, shape, param|buffer\n"
+    "  convert [JOB.yaml] [key=value ...] --out FILE.h5   pack data.dataset into the HDF5 format\n"
+    "  augment [JOB.yaml] [key=value ...] --out FILE.png [--count N]   a grid of views\n"
     "  help config                         every config key: type, default, range, help\n"
     "  --version                           revision and MPI, BLAS, HDF5 versions\n"
     "  --help                              this text; COMMAND --help for one command\n"
@@ -36,7 +39,26 @@ static const char *BENCH_HELP =
     "synthetic N(0,1) images and prints images/s (pairs of views per second). Keys that matter:\n"
     "model.* (backbone, projector widths), data.batch (global; divided over the ranks),\n"
     "run.threads (BLAS threads per rank), bench.loss, bench.steps, bench.warmup, optim.*.\n"
-    "Last line: ssltrain bench: model=... batch=... threads=... step_s=... images_per_s=...\n";
+    "Last line: ssltrain bench: model=... batch=... threads=... step_s=... images_per_s=...\n"
+    "\n"
+    "--data  also measures augmentation: views per second on one core for synthetic images of\n"
+    "        the model's input shape with the aug.* recipes, against the step's views per second\n"
+    "        (2 per image pair). Line: ssltrain bench data: aug_views_per_s_per_core=...\n";
+
+static const char *CONVERT_HELP =
+    "usage: ssltrain convert [JOB.yaml] [key=value ...] --out FILE.h5\n"
+    "\n"
+    "Packs data.dataset (data.path; fashion_mnist, cifar10, cifar100 or hdf5) into ssltrain's\n"
+    "HDF5 image format: /images uint8 (N, C, H, W), /labels int64 (N), /test/images and\n"
+    "/test/labels, with attributes format, format_version, n_classes, layout, source. Use it\n"
+    "with data.dataset=hdf5 data.path=FILE.h5. Written atomically (FILE.h5.tmp, then renamed).\n";
+
+static const char *AUGMENT_HELP =
+    "usage: ssltrain augment [JOB.yaml] [key=value ...] --out FILE.png [--count N]\n"
+    "\n"
+    "Writes a PNG grid: one row per sample (N, default 8, the first samples of epoch 0), the\n"
+    "original image then its aug.views views as training would see them (before\n"
+    "normalisation), so a recipe can be checked before spending cluster hours on it.\n";
 
 static const char *PARAMS_HELP =
     "usage: ssltrain params [JOB.yaml] [key=value ...]\n"
@@ -44,11 +66,34 @@ static const char *PARAMS_HELP =
     "Prints the model's state_dict entries in PyTorch order, one per line:\n"
     "name<TAB>d0,d1,...<TAB>param|buffer  (a 0-dim entry has an empty shape), then a total.\n";
 
-static bool wants_help(int argc, char **argv)
+/* The command's own options, taken out of the arguments; the rest is the config. */
+struct cli_options {
+    bool help, data;
+    const char *out;
+    int64_t count;
+};
+
+static enum ssl_status take_options(struct cli_options *o, int *argc, char **argv, struct ssl_error *err)
 {
-    for (int i = 0; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return true;
-    return false;
+    int kept = 0;
+    *o = (struct cli_options){.count = 8};
+    for (int i = 0; i < *argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) o->help = true;
+        else if (strcmp(a, "--data") == 0) o->data = true;
+        else if ((strcmp(a, "--out") == 0 || strcmp(a, "--count") == 0) && i + 1 >= *argc)
+            return ssl_error_set(err, SSL_E_USAGE, "%s needs a value", a);
+        else if (strcmp(a, "--out") == 0) o->out = argv[++i];
+        else if (strcmp(a, "--count") == 0) {
+            char *end = NULL;
+            o->count = strtoll(argv[++i], &end, 10);
+            if (*end || o->count < 1 || o->count > 256)
+                return ssl_error_set(err, SSL_E_USAGE, "--count: '%s' is not a number in [1, 256]", argv[i]);
+        } else if (strncmp(a, "--", 2) == 0) return ssl_error_set(err, SSL_E_USAGE, "unknown option '%s'", a);
+        else argv[kept++] = argv[i];
+    }
+    *argc = kept;
+    return SSL_OK;
 }
 
 /* Rank 0 parses the job file and overrides; the resolved text is broadcast so every rank
@@ -104,6 +149,37 @@ static enum ssl_status cmd_params(const struct ssl_config *cfg, const struct ssl
     return SSL_OK;
 }
 
+static enum ssl_status run_bench(const struct ssl_config *cfg, const struct ssl_comm *comm,
+                                 const struct cli_options *o, const struct ssl_logger *lg,
+                                 struct ssl_error *err)
+{
+    double step_pairs = 0, aug = 0;
+    enum ssl_status rc = ssl_bench_run(cfg, comm, lg, &step_pairs, err);
+    if (rc || !o->data) return rc;
+    rc = ssl_bench_augment(cfg, &aug, err);
+    if (!rc)
+        ssl_log(lg, SSL_LOG_INFO,
+                "ssltrain bench data: model=%s image=%lldx%lldx%lld views=%lld aug_views_per_s_per_core=%.0f "
+                "step_views_per_s=%.0f ratio=%.1f",
+                ssl_config_str(cfg, "model.backbone"), (long long)ssl_config_int(cfg, "model.in_channels"),
+                (long long)ssl_config_int(cfg, "model.image_size"),
+                (long long)ssl_config_int(cfg, "model.image_size"), (long long)ssl_config_int(cfg, "aug.views"),
+                aug, 2 * step_pairs, aug / (2 * step_pairs));
+    return rc;
+}
+
+static enum ssl_status dispatch(const char *cmd, const struct ssl_config *cfg, const struct ssl_comm *comm,
+                                const struct cli_options *o, const struct ssl_logger *lg,
+                                struct ssl_error *err)
+{
+    bool needs_out = strcmp(cmd, "convert") == 0 || strcmp(cmd, "augment") == 0;
+    if (needs_out && o->out == NULL) return ssl_error_set(err, SSL_E_USAGE, "%s needs --out FILE", cmd);
+    if (strcmp(cmd, "bench") == 0) return run_bench(cfg, comm, o, lg, err);
+    if (strcmp(cmd, "convert") == 0) return ssl_cmd_convert(cfg, comm, o->out, lg, err);
+    if (strcmp(cmd, "augment") == 0) return ssl_cmd_augment(cfg, comm, o->out, o->count, lg, err);
+    return cmd_params(cfg, comm, err);
+}
+
 static int run(const struct ssl_comm *comm, int argc, char **argv)
 {
     struct ssl_logger lg;
@@ -117,19 +193,26 @@ static int run(const struct ssl_comm *comm, int argc, char **argv)
         if (comm->rank == 0) fputs(USAGE, stdout);
         return 0;
     }
-    const char *help = strcmp(cmd, "bench") == 0 ? BENCH_HELP : strcmp(cmd, "params") == 0 ? PARAMS_HELP : NULL;
+    const char *help = strcmp(cmd, "bench") == 0     ? BENCH_HELP
+                       : strcmp(cmd, "params") == 0  ? PARAMS_HELP
+                       : strcmp(cmd, "convert") == 0 ? CONVERT_HELP
+                       : strcmp(cmd, "augment") == 0 ? AUGMENT_HELP
+                                                     : NULL;
     if (help == NULL) {
         if (comm->rank == 0) fprintf(stderr, "ssltrain: unknown command '%s' (try ssltrain --help)\n", cmd);
         return SSL_E_USAGE;
     }
-    if (wants_help(argc - 2, argv + 2)) {
+    struct ssl_error err = {0};
+    struct cli_options o;
+    int n_args = argc - 2;
+    enum ssl_status rc = take_options(&o, &n_args, argv + 2, &err);
+    if (!rc && o.help) {
         if (comm->rank == 0) fputs(help, stdout);
         return 0;
     }
-    struct ssl_error err = {0};
     struct ssl_config *cfg = NULL;
-    enum ssl_status rc = load_config(comm, argc - 2, argv + 2, &cfg, &err);
-    if (!rc) rc = strcmp(cmd, "bench") == 0 ? ssl_bench_run(cfg, comm, &lg, &err) : cmd_params(cfg, comm, &err);
+    if (!rc) rc = load_config(comm, n_args, argv + 2, &cfg, &err);
+    if (!rc) rc = dispatch(cmd, cfg, comm, &o, &lg, &err);
     if (rc && err.msg[0]) ssl_log(&lg, SSL_LOG_ERROR, "%s", err.msg);
     ssl_config_free(cfg);
     return (int)rc;
