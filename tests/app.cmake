@@ -42,3 +42,15 @@ add_test(NAME install_layout
          COMMAND ${CMAKE_COMMAND} -DBUILD=${CMAKE_BINARY_DIR} -DPREFIX=${CMAKE_CURRENT_BINARY_DIR}/install-prefix
                  -P ${CMAKE_CURRENT_SOURCE_DIR}/install_layout.cmake)
 set_tests_properties(install_layout PROPERTIES LABELS cli TIMEOUT 120)
+
+# Bad data: exit code 3 and one line naming the file (a CIFAR-10 directory whose batch file is
+# not a whole number of records).
+file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/cifar-broken)
+foreach(i 1 2 3 4 5)
+  file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/cifar-broken/data_batch_${i}.bin "not a record")
+endforeach()
+add_test(NAME cli_bad_data_file
+         COMMAND ${CMAKE_COMMAND} -DCMD=${SSL_BIN}\;augment\;data.dataset=cifar10\;data.path=${CMAKE_CURRENT_BINARY_DIR}/cifar-broken\;--out\;${CMAKE_CURRENT_BINARY_DIR}/never.png
+                 -DCODE=3 "-DMATCH=cifar-broken/data_batch_1.bin: size 12 bytes is not a multiple"
+                 -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_fail.cmake)
+set_tests_properties(cli_bad_data_file PROPERTIES LABELS "cli;data" ENVIRONMENT "${SSL_MPI_TEST_ENV}" TIMEOUT 60)
