@@ -109,6 +109,9 @@ enum ssl_status ssl_cmd_augment(const struct ssl_config *cfg, const struct ssl_c
     struct ssl_png_grid g = {0};
     uint64_t seed = (uint64_t)ssl_config_int(cfg, "run.seed");
     enum ssl_status rc = ssl_dataset_open(&j.ds, &args, err);
+    if (!rc && count > ssl_dataset_info(j.ds)->count)
+        rc = ssl_error_set(err, SSL_E_USAGE, "--count %lld: %s has only %lld samples", (long long)count,
+                           ssl_dataset_info(j.ds)->source, (long long)ssl_dataset_info(j.ds)->count);
     if (!rc) rc = ssl_sampler_init(&sampler, ssl_dataset_info(j.ds)->count, count, 0, 1, seed, err);
     if (!rc) rc = grid_prepare(&j, cfg, args.kind, err);
     if (!rc) {
