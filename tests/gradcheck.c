@@ -259,3 +259,23 @@ int gc_check_null_grads(const struct gc_problem *p)
     fflush(stdout);
     return n_bad;
 }
+
+void gc_fill_mixed(struct ssl_rng *r, double *x, int64_t n, int64_t d, double offset_std)
+{
+    double *z = malloc((size_t)(n * d) * sizeof *z), *m = malloc((size_t)(d * d) * sizeof *m);
+    double *off = malloc((size_t)d * sizeof *off);
+    if (z == NULL || m == NULL || off == NULL) abort();
+    gc_fill_normal(r, z, n * d, 0.0, 1.0);
+    gc_fill_normal(r, m, d * d, 0.0, 0.5 / sqrt((double)d));
+    gc_fill_normal(r, off, d, 0.0, offset_std);
+    for (int64_t i = 0; i < d; i++) m[i * d + i] += 1.0;
+    for (int64_t a = 0; a < n; a++)
+        for (int64_t j = 0; j < d; j++) {
+            double s = off[j];
+            for (int64_t k = 0; k < d; k++) s += z[a * d + k] * m[k * d + j];
+            x[a * d + j] = s;
+        }
+    free(z);
+    free(m);
+    free(off);
+}

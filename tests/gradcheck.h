@@ -65,6 +65,10 @@ uint64_t gc_seed(void);
 void gc_rng_begin(struct ssl_rng *r, const char *test_name);
 /* x[i] = mean + std * N(0, 1). */
 void gc_fill_normal(struct ssl_rng *r, double *x, int64_t n, double mean, double std);
+/* Well-conditioned correlated data: x (n, d) = z (I + 0.5 M / sqrt(d)) + offset, z and M
+ * standard normal, offset ~ N(0, offset_std) per column (covariance condition number stays
+ * moderate, so finite differences through whitening are trustworthy). */
+void gc_fill_mixed(struct ssl_rng *r, double *x, int64_t n, int64_t d, double offset_std);
 /* sum_i r_i * out_i with compensated (Neumaier) summation, so that the loss's own rounding
  * does not swamp the finite differences. */
 double gc_dot(const double *r, const double *out, int64_t n);

@@ -35,24 +35,6 @@ static double *xalloc(int64_t n)
     return p;
 }
 
-/* x (n, d) = z (I + 0.5 M / sqrt(d)) + offset, z and M standard normal. */
-static void fill_mixed(struct ssl_rng *r, double *x, int64_t n, int64_t d)
-{
-    double *z = xalloc(n * d), *m = xalloc(d * d), *off = xalloc(d);
-    gc_fill_normal(r, z, n * d, 0.0, 1.0);
-    gc_fill_normal(r, m, d * d, 0.0, 0.5 / sqrt((double)d));
-    gc_fill_normal(r, off, d, 0.0, 2.0);
-    for (int64_t i = 0; i < d; i++) m[i * d + i] += 1.0;
-    for (int64_t a = 0; a < n; a++)
-        for (int64_t j = 0; j < d; j++) {
-            double s = off[j];
-            for (int64_t k = 0; k < d; k++) s += z[a * d + k] * m[k * d + j];
-            x[a * d + j] = s;
-        }
-    free(z);
-    free(m);
-    free(off);
-}
 
 /* max |A^T B c - I| over (d, d), A and B (n, d). */
 static double cross_cov_dev(const double *a, const double *b, int64_t n, int64_t d, double c,
@@ -94,7 +76,7 @@ static void test_cov_naive(void **state)
     const int64_t n = 13, d = 5;
     double *x = xalloc(n * d), *sig = xalloc(d * d), *mean = xalloc(d);
     double *work = xalloc(ssl_linalg_cov_work_elems(n, d));
-    fill_mixed(&r, x, n, d);
+    gc_fill_mixed(&r, x, n, d, 2.0);
     for (int ub = 0; ub < 2; ub++) {
         ssl_linalg_cov(sig, mean, x, n, d, ub, work);
         double worst = 0.0;
@@ -162,7 +144,7 @@ static void test_cov_grad(void **state)
         c.rs = xalloc(c.d * c.d); /* not symmetric: the backward must symmetrise */
         c.rm = xalloc(c.d);
         c.work = xalloc(ssl_linalg_cov_backward_work_elems(c.n, c.d));
-        fill_mixed(&r, c.x, c.n, c.d);
+        gc_fill_mixed(&r, c.x, c.n, c.d, 2.0);
         gc_fill_normal(&r, c.rs, c.d * c.d, 0.0, 1.0);
         gc_fill_normal(&r, c.rm, c.d, 0.0, 1.0);
         struct gc_param p = {.name = "x", .x = c.x, .grad = c.dx, .n = c.n * c.d};
@@ -414,7 +396,7 @@ static void test_whiten_grad(void **state)
             /* variant 0: W-MSE's setting (unbiased, eps = 0); 1: biased with shrinkage */
             struct wctx c;
             wctx_init(&c, all_kinds[ki], 16, 4, variant == 0, variant == 0 ? 0.0 : 0.1);
-            fill_mixed(&r, c.x, c.n, c.d);
+            gc_fill_mixed(&r, c.x, c.n, c.d, 2.0);
             gc_fill_normal(&r, c.r, c.n * c.d, 0.0, 1.0);
             char name[64];
             snprintf(name, sizeof name, "whiten %s %s", ssl_whiten_kind_name(c.kind),
@@ -439,7 +421,7 @@ static void test_whiten_properties(void **state)
     for (int ki = 0; ki < 5; ki++) {
         wctx_init(&c[ki], all_kinds[ki], n, d, true, 0.0);
         if (ki == 0)
-            fill_mixed(&r, c[0].x, n, d);
+            gc_fill_mixed(&r, c[0].x, n, d, 2.0);
         else
             memcpy(c[ki].x, c[0].x, (size_t)(n * d) * sizeof *c[0].x);
         assert_int_equal(wforward(&c[ki]), 0);
@@ -511,26 +493,26 @@ static void test_whiten_nonfinite(void **state)
     for (int ki = 1; ki < 5; ki++) {
         struct wctx c;
         wctx_init(&c, all_kinds[ki], n, d, true, 0.0);
-        fill_mixed(&r, c.x, n, d);
+        gc_fill_mixed(&r, c.x, n, d, 2.0);
         c.x[5] = NAN;
         assert_int_equal(wforward(&c), SSL_E_NONFINITE);
-        fill_mixed(&r, c.x, n, d);
+        gc_fill_mixed(&r, c.x, n, d, 2.0);
         c.x[6] = INFINITY;
         assert_int_equal(wforward(&c), SSL_E_NONFINITE);
         if (all_kinds[ki] != SSL_WHITEN_BN) {
             /* singular: feature 3 = feature 0 - 2 feature 1 (rank d - 1) */
-            fill_mixed(&r, c.x, n, d);
+            gc_fill_mixed(&r, c.x, n, d, 2.0);
             for (int64_t a = 0; a < n; a++) c.x[a * d + 3] = c.x[a * d] - 2.0 * c.x[a * d + 1];
             assert_int_equal(wforward(&c), SSL_E_NONFINITE);
             /* fewer rows than features: rank <= n - 1 < d */
             struct wctx t;
             wctx_init(&t, all_kinds[ki], 3, d, true, 0.0);
-            fill_mixed(&r, t.x, 3, d);
+            gc_fill_mixed(&r, t.x, 3, d, 2.0);
             assert_int_equal(wforward(&t), SSL_E_NONFINITE);
             wctx_free(&t);
         } else {
             /* a constant feature has zero variance */
-            fill_mixed(&r, c.x, n, d);
+            gc_fill_mixed(&r, c.x, n, d, 2.0);
             for (int64_t a = 0; a < n; a++) c.x[a * d + 2] = 1.5;
             assert_int_equal(wforward(&c), SSL_E_NONFINITE);
         }

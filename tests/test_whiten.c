@@ -89,24 +89,6 @@ static int64_t *random_perm(struct ssl_rng *r, int64_t d)
     return p;
 }
 
-/* x (n, d) = z (I + 0.5 M / sqrt(d)) + offset, z and M standard normal. */
-static void fill_mixed(struct ssl_rng *r, double *x, int64_t n, int64_t d)
-{
-    double *z = xalloc(n * d), *m = xalloc(d * d), *off = xalloc(d);
-    gc_fill_normal(r, z, n * d, 0.0, 1.0);
-    gc_fill_normal(r, m, d * d, 0.0, 0.5 / sqrt((double)d));
-    gc_fill_normal(r, off, d, 0.0, 3.0);
-    for (int64_t i = 0; i < d; i++) m[i * d + i] += 1.0;
-    for (int64_t a = 0; a < n; a++)
-        for (int64_t j = 0; j < d; j++) {
-            double s = off[j];
-            for (int64_t k = 0; k < d; k++) s += z[a * d + k] * m[k * d + j];
-            x[a * d + j] = s;
-        }
-    free(z);
-    free(m);
-    free(off);
-}
 
 static int64_t col(const struct wctx *c, int64_t j) { return c->perm ? c->perm[j] : j; }
 
@@ -204,7 +186,7 @@ static void test_identity_covariance(void **state)
     gc_rng_begin(&r, "whiten_identity_covariance");
     struct wctx c;
     wctx_init(&c, 64, 16, 8, 0.0);
-    fill_mixed(&r, c.x, c.n, c.d);
+    gc_fill_mixed(&r, c.x, c.n, c.d, 3.0);
     c.perm = random_perm(&r, c.d);
     assert_int_equal(wforward(&c), 0);
     double err = white_error(&c);
@@ -246,7 +228,7 @@ static void test_zca_matches_newton_schulz(void **state)
     for (int e = 0; e < 2; e++) {
         struct wctx c;
         wctx_init(&c, 40, 12, 6, eps[e]);
-        fill_mixed(&r, c.x, c.n, c.d);
+        gc_fill_mixed(&r, c.x, c.n, c.d, 3.0);
         c.perm = random_perm(&r, c.d);
         assert_int_equal(wforward(&c), 0);
         double err = zca_error(&c);
@@ -269,7 +251,7 @@ static void test_perm_is_gather_scatter(void **state)
     struct wctx a, b;
     wctx_init(&a, 20, 12, 4, 1e-3);
     wctx_init(&b, 20, 12, 4, 1e-3);
-    fill_mixed(&r, a.x, a.n, a.d);
+    gc_fill_mixed(&r, a.x, a.n, a.d, 3.0);
     a.perm = random_perm(&r, a.d);
     for (int64_t i = 0; i < a.n; i++)
         for (int64_t j = 0; j < a.d; j++) b.x[i * a.d + j] = a.x[i * a.d + a.perm[j]];
@@ -294,7 +276,7 @@ static void test_full_group_perm_invariant(void **state)
     struct wctx a, b;
     wctx_init(&a, 30, 10, 10, 0.0);
     wctx_init(&b, 30, 10, 10, 0.0);
-    fill_mixed(&r, a.x, a.n, a.d);
+    gc_fill_mixed(&r, a.x, a.n, a.d, 3.0);
     memcpy(b.x, a.x, (size_t)(a.n * a.d) * sizeof *a.x);
     a.perm = random_perm(&r, a.d);
     assert_int_equal(wforward(&a), 0);
@@ -369,7 +351,7 @@ static void test_gradcheck(void **state)
         for (int e = 0; e < 2; e++) {
             struct wctx c;
             wctx_init(&c, 12, 8, groups[gi], eps[e]);
-            fill_mixed(&r, c.x, c.n, c.d);
+            gc_fill_mixed(&r, c.x, c.n, c.d, 3.0);
             gc_fill_normal(&r, c.r, c.n * c.d, 0.0, 1.0);
             c.perm = random_perm(&r, c.d);
             char name[64];
@@ -391,7 +373,7 @@ static void test_backward_accumulates(void **state)
     gc_rng_begin(&r, "whiten_accumulates");
     struct wctx c;
     wctx_init(&c, 16, 8, 4, 0.0);
-    fill_mixed(&r, c.x, c.n, c.d);
+    gc_fill_mixed(&r, c.x, c.n, c.d, 3.0);
     gc_fill_normal(&r, c.r, c.n * c.d, 0.0, 1.0);
     c.perm = random_perm(&r, c.d);
     assert_int_equal(wforward(&c), 0);
@@ -420,7 +402,7 @@ static void nearly_white(struct ssl_rng *r, struct wctx *c, double noise)
 {
     struct wctx w;
     wctx_init(&w, c->n, c->d, c->d, 0.0);
-    fill_mixed(r, w.x, w.n, w.d);
+    gc_fill_mixed(r, w.x, w.n, w.d, 3.0);
     assert_int_equal(wforward(&w), 0);
     for (int64_t i = 0; i < c->n * c->d; i++)
         c->x[i] = w.y[i] + noise * ssl_rng_normal(r);
@@ -472,12 +454,12 @@ static void test_rank_deficient(void **state)
     gc_rng_begin(&r, "whiten_rank_deficient");
     struct wctx c; /* fewer rows than the group: rank n - 1 after centring */
     wctx_init(&c, 3, 8, 4, 0.0);
-    fill_mixed(&r, c.x, c.n, c.d);
+    gc_fill_mixed(&r, c.x, c.n, c.d, 3.0);
     assert_int_equal(wforward(&c), SSL_E_NONFINITE);
     wctx_free(&c);
 
     wctx_init(&c, 12, 8, 4, 0.0); /* a duplicated feature in the second group */
-    fill_mixed(&r, c.x, c.n, c.d);
+    gc_fill_mixed(&r, c.x, c.n, c.d, 3.0);
     for (int64_t a = 0; a < c.n; a++) c.x[a * c.d + 6] = c.x[a * c.d + 5];
     assert_int_equal(wforward(&c), SSL_E_NONFINITE);
     c.eps = 1e-3; /* eps regularises it */
@@ -485,13 +467,13 @@ static void test_rank_deficient(void **state)
     wctx_free(&c);
 
     wctx_init(&c, 12, 8, 8, 0.0); /* a constant feature: exactly zero variance */
-    fill_mixed(&r, c.x, c.n, c.d);
+    gc_fill_mixed(&r, c.x, c.n, c.d, 3.0);
     for (int64_t a = 0; a < c.n; a++) c.x[a * c.d + 2] = 4.0;
     assert_int_equal(wforward(&c), SSL_E_NONFINITE);
     wctx_free(&c);
 
     wctx_init(&c, 12, 8, 4, 0.0); /* a non-finite input */
-    fill_mixed(&r, c.x, c.n, c.d);
+    gc_fill_mixed(&r, c.x, c.n, c.d, 3.0);
     c.x[17] = NAN;
     assert_int_equal(wforward(&c), SSL_E_NONFINITE);
     wctx_free(&c);
