@@ -1,0 +1,1 @@
+typedef int ssl_placeholder_whitening;

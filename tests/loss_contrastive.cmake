@@ -1,0 +1,1 @@
+# contrastive loss tests

@@ -1,0 +1,1 @@
+# predictive loss tests

@@ -1,0 +1,1 @@
+# redundancy loss tests

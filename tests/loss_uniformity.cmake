@@ -1,0 +1,1 @@
+# uniformity loss tests

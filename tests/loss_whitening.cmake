@@ -1,0 +1,1 @@
+# whitening loss tests
