@@ -5,6 +5,7 @@ pkg_check_modules(OPENBLAS REQUIRED openblas)
 pkg_check_modules(YAML REQUIRED IMPORTED_TARGET yaml-0.1)
 pkg_check_modules(CJSON REQUIRED IMPORTED_TARGET libcjson)
 pkg_check_modules(PNG REQUIRED IMPORTED_TARGET libpng)
+pkg_check_modules(CAIRO REQUIRED IMPORTED_TARGET cairo)
 find_package(ZLIB REQUIRED)
 
 # LAPACK (dsyevd, dpotrf) comes from OpenBLAS through liblapack.so.3; LAPACKE is the C interface.

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "cmd_analyze.h"
 #include "cmd_data.h"
 #include "comm.h"
 #include "config.h"
@@ -24,6 +25,7 @@ static const char *USAGE =
     "  params  [JOB.yaml] [key=value ...]   the model's state_dict: name, shape, param|buffer\n"
     "  convert [JOB.yaml] [key=value ...] --out FILE.h5   pack data.dataset into the HDF5 format\n"
     "  augment [JOB.yaml] [key=value ...] --out FILE.png [--count N]   a grid of views\n"
+    "  analyze EMB.h5 [--dataset /z] [--json] [--plot spectrum.png]   collapse metrics\n"
     "  help config                         every config key: type, default, range, help\n"
     "  --version                           revision and MPI, BLAS, HDF5 versions\n"
     "  --help                              this text; COMMAND --help for one command\n"
@@ -53,6 +55,15 @@ static const char *CONVERT_HELP =
     "/test/labels, with attributes format, format_version, n_classes, layout, source. Use it\n"
     "with data.dataset=hdf5 data.path=FILE.h5. Written atomically (FILE.h5.tmp, then renamed).\n";
 
+static const char *ANALYZE_HELP =
+    "usage: ssltrain analyze EMB.h5 [--dataset /z] [--json] [--plot spectrum.png]\n"
+    "\n"
+    "Collapse metrics of an embedding dump: a 2-D float32 or float64 dataset (N, D), default /z:\n"
+    "w2 (WassersteinSSL's metric), uniformity (Wang & Isola, t = 2), rank, rank_raw, rank_tol0.1,\n"
+    "stable_rank, stable_rank_sv, effective_rank, effective_rank_cov, rankme, z_std_mean, and\n"
+    "alignment when /z1 and /z2 are present (docs/LOSSES.md has the definitions). --json prints\n"
+    "one JSON object with the eigenvalue spectrum too; --plot draws log eigenvalue against index.\n";
+
 static const char *AUGMENT_HELP =
     "usage: ssltrain augment [JOB.yaml] [key=value ...] --out FILE.png [--count N]\n"
     "\n"
@@ -68,22 +79,26 @@ static const char *PARAMS_HELP =
 
 /* The command's own options, taken out of the arguments; the rest is the config. */
 struct cli_options {
-    bool help, data;
-    const char *out;
+    bool help, data, json;
+    const char *out, *dataset, *plot;
     int64_t count;
 };
 
 static enum ssl_status take_options(struct cli_options *o, int *argc, char **argv, struct ssl_error *err)
 {
     int kept = 0;
-    *o = (struct cli_options){.count = 8};
+    *o = (struct cli_options){.count = 8, .dataset = "/z"};
     for (int i = 0; i < *argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) o->help = true;
         else if (strcmp(a, "--data") == 0) o->data = true;
-        else if ((strcmp(a, "--out") == 0 || strcmp(a, "--count") == 0) && i + 1 >= *argc)
+        else if (strcmp(a, "--json") == 0) o->json = true;
+        else if ((strcmp(a, "--out") == 0 || strcmp(a, "--count") == 0 || strcmp(a, "--dataset") == 0 ||
+                  strcmp(a, "--plot") == 0) && i + 1 >= *argc)
             return ssl_error_set(err, SSL_E_USAGE, "%s needs a value", a);
         else if (strcmp(a, "--out") == 0) o->out = argv[++i];
+        else if (strcmp(a, "--dataset") == 0) o->dataset = argv[++i];
+        else if (strcmp(a, "--plot") == 0) o->plot = argv[++i];
         else if (strcmp(a, "--count") == 0) {
             char *end = NULL;
             o->count = strtoll(argv[++i], &end, 10);
@@ -180,6 +195,22 @@ static enum ssl_status dispatch(const char *cmd, const struct ssl_config *cfg, c
     return cmd_params(cfg, comm, err);
 }
 
+/* analyze reads a file, not a job config: rank 0 works, the others wait for its verdict. */
+static int run_analyze(const struct ssl_comm *comm, const struct cli_options *o, int n_args, char **args,
+                       const struct ssl_logger *lg)
+{
+    struct ssl_error err = {0};
+    int rc = 0;
+    if (comm->rank == 0) {
+        if (n_args != 1) rc = ssl_error_set(&err, SSL_E_USAGE, "analyze takes one HDF5 file (got %d arguments)", n_args);
+        struct ssl_analyze_args a = {.path = n_args ? args[0] : "", .dataset = o->dataset, .json = o->json, .plot = o->plot};
+        if (!rc) rc = ssl_cmd_analyze(&a, &err);
+        if (rc) ssl_log(lg, SSL_LOG_ERROR, "%s", err.msg);
+    }
+    MPI_Bcast(&rc, 1, MPI_INT, 0, comm->world);
+    return rc;
+}
+
 static int run(const struct ssl_comm *comm, int argc, char **argv)
 {
     struct ssl_logger lg;
@@ -197,6 +228,7 @@ static int run(const struct ssl_comm *comm, int argc, char **argv)
                        : strcmp(cmd, "params") == 0  ? PARAMS_HELP
                        : strcmp(cmd, "convert") == 0 ? CONVERT_HELP
                        : strcmp(cmd, "augment") == 0 ? AUGMENT_HELP
+                       : strcmp(cmd, "analyze") == 0 ? ANALYZE_HELP
                                                      : NULL;
     if (help == NULL) {
         if (comm->rank == 0) fprintf(stderr, "ssltrain: unknown command '%s' (try ssltrain --help)\n", cmd);
@@ -210,6 +242,7 @@ static int run(const struct ssl_comm *comm, int argc, char **argv)
         if (comm->rank == 0) fputs(help, stdout);
         return 0;
     }
+    if (!rc && strcmp(cmd, "analyze") == 0) return run_analyze(comm, &o, n_args, argv + 2, &lg);
     struct ssl_config *cfg = NULL;
     if (!rc) rc = load_config(comm, n_args, argv + 2, &cfg, &err);
     if (!rc) rc = dispatch(cmd, cfg, comm, &o, &lg, &err);

@@ -54,3 +54,11 @@ add_test(NAME cli_bad_data_file
                  -DCODE=3 "-DMATCH=cifar-broken/data_batch_1.bin: size 12 bytes is not a multiple"
                  -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_fail.cmake)
 set_tests_properties(cli_bad_data_file PROPERTIES LABELS "cli;data" ENVIRONMENT "${SSL_MPI_TEST_ENV}" TIMEOUT 60)
+
+# `ssltrain analyze` against numpy on h5py-written float32 and float64 files; bad files exit 3.
+add_test(NAME analyze_vs_numpy COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_analyze.py
+         --ssltrain $<TARGET_FILE:ssltrain> --tmp ${CMAKE_CURRENT_BINARY_DIR}/analyze)
+set_tests_properties(analyze_vs_numpy PROPERTIES LABELS "cli;metrics" ENVIRONMENT "${SSL_MPI_TEST_ENV}"
+                     TIMEOUT 300 SKIP_RETURN_CODE 77)
+add_test(NAME cli_help_analyze COMMAND ${SSL_BIN} analyze --help)
+set_tests_properties(cli_help_analyze PROPERTIES LABELS cli PASS_REGULAR_EXPRESSION "usage: ssltrain analyze")
