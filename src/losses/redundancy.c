@@ -1,14 +1,14 @@
-/* redundancy.c: redundancy-reduction losses. VICReg (Bardes et al. 2022), as
- * facebookresearch/vicreg main.py VICReg.forward computes it:
- *   inv = mean((a - b)^2)
- *   var(z) = mean_j relu(1 - sqrt(var_j(z) + 1e-4)) / 2        (unbiased variance)
- *   cov(z) = sum_{i != j} C_ij^2 / d,  C = zc^T zc / (n - 1)
- *   L = sim*inv + std*(var(a) + var(b)) + cov*(cov(a) + cov(b))
- * The (d x d) covariance is never formed: ||C||_F^2 = ||K||_F^2/(n-1)^2 with the (n x n) Gram
- * matrix K = zc zc^T, which shares its non-zero spectrum, and d||C||_F^2/dzc = 4 K zc/(n-1)^2.
- * For n < d (the usual large-projector case) that is d/n times less work, and fp64 stays cheap.
- * K zc has zero column sums, so no centring projection is needed in the gradient. */
-#include "losses.h"
+/* redundancy.c: redundancy-reduction losses (redundancy.h): Barlow Twins
+ * (facebookresearch/barlowtwins main.py), VICReg (facebookresearch/vicreg main_vicreg.py),
+ * Zero-CL FCL/ICL (Sherrylone/Zero-CL ImageNet-100/main.py), and the old VICReg entry points of
+ * losses.h as thin wrappers (one process, the official weights passed by the caller).
+ *
+ * Invariants: inputs are copied to fp64 first; every statistic that spans the batch goes
+ * through ssl_loss_sum; after the sums, every rank computes the same value and the same
+ * dL/dstatistics, and local gradients follow by the chain rule. Centring needs no term in the
+ * backward: the gradients dL/dzc built here (zc G, K zc, y2 G^T, ...) have zero column sums
+ * over the global batch because zc's columns do (see each loss). */
+#include "redundancy.h"
 
 #include <math.h>
 #include <string.h>
@@ -16,71 +16,519 @@
 #include <cblas.h>
 
 #include "../check.h"
+#include "../linalg.h"
+#include "losses.h"
 
-int64_t ssl_vicreg_work_elems(int64_t n, int64_t d) { return 2 * n * d + n * n + d; }
-
-/* Variance and covariance terms of one view; adds their weighted gradients into dz. */
-static void vicreg_view(ssl_real *dz, const ssl_real *z, int64_t n, int64_t d,
-                        const struct ssl_vicreg_weights *w, double *var_term, double *cov_term,
-                        double *work)
+static enum ssl_redundancy_path resolve_path(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
+                                             enum ssl_redundancy_path p)
 {
-    double *zc = work, *kz = work + n * d, *K = work + 2 * n * d, *var = K + n * n;
-    for (int64_t j = 0; j < d; j++) var[j] = 0;
+    if (c != NULL && c->comm != NULL && c->comm->sum != NULL) return SSL_REDUNDANCY_PATH_FEATURE;
+    if (p == SSL_REDUNDANCY_PATH_AUTO)
+        return n < d ? SSL_REDUNDANCY_PATH_INSTANCE : SSL_REDUNDANCY_PATH_FEATURE;
+    return p;
+}
+
+/* y (n, d) -= 1 (s / N)^T: centres with the global column sums s. */
+static void centre(double *y, const double *s, int64_t n, int64_t d, double N)
+{
     for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < d; j++) var[j] += (double)z[i * d + j];
-    for (int64_t j = 0; j < d; j++) var[j] /= (double)n; /* the mean, for now */
+        for (int64_t j = 0; j < d; j++) y[i * d + j] -= s[j] / N;
+}
+
+static void colsums(double *s, const double *y, int64_t n, int64_t d)
+{
+    for (int64_t j = 0; j < d; j++) s[j] = 0.0;
     for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < d; j++) zc[i * d + j] = (double)z[i * d + j] - var[j];
-    for (int64_t j = 0; j < d; j++) var[j] = 0;
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < d; j++) var[j] += zc[i * d + j] * zc[i * d + j];
-    double nm1 = (double)(n - 1), hinge = 0, diag2 = 0;
-    for (int64_t j = 0; j < d; j++) {
-        var[j] /= nm1;
-        double sd = sqrt(var[j] + 1e-4);
-        if (sd < 1) hinge += 1 - sd;
-        diag2 += var[j] * var[j];
-    }
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ssl_int(n), ssl_int(n), ssl_int(d), 1.0,
-                zc, ssl_int(d), zc, ssl_int(d), 0.0, K, ssl_int(n));
-    double frob = 0;
-    for (int64_t i = 0; i < n * n; i++) frob += K[i] * K[i];
-    *var_term = hinge / (2.0 * (double)d);
-    *cov_term = (frob / (nm1 * nm1) - diag2) / (double)d;
-    if (dz == NULL) return;
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ssl_int(n), ssl_int(d), ssl_int(n), 1.0,
-                K, ssl_int(n), zc, ssl_int(d), 0.0, kz, ssl_int(d));
-    double ck = w->cov * 4.0 / (nm1 * nm1 * (double)d), cd = w->cov * 4.0 / (nm1 * (double)d);
-    for (int64_t j = 0; j < d; j++) {
-        double sd = sqrt(var[j] + 1e-4);
-        /* d var_term / d zc_ij = -[sd < 1] zc_ij / (2 d (n-1) sd) */
-        double gv = sd < 1 ? -w->std / (2.0 * (double)d * nm1 * sd) : 0.0;
-        var[j] = gv - cd * var[j]; /* per-column factor on zc */
-    }
+        for (int64_t j = 0; j < d; j++) s[j] += y[i * d + j];
+}
+
+/* (m, k) row-major products, C = alpha op(A) op(B) + beta C. */
+static void gemm(bool ta, bool tb, int64_t m, int64_t nn, int64_t k, double alpha, const double *a,
+                 const double *b, double beta, double *cc)
+{
+    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                ssl_int(m), ssl_int(nn), ssl_int(k), alpha, a, ssl_int(ta ? m : k), b,
+                ssl_int(tb ? k : nn), beta, cc, ssl_int(nn));
+}
+
+/* ==========================================================================================
+ * Barlow Twins
+ *   Forward: sums s (2d) -> means; centred v (2d) = sum zc^2 and, FEATURE, C = zc1^T zc2 (d, d),
+ *   summed in one call; sd = sqrt(v / N + eps), y = zc / sd, c = C / (N sd1 sd2^T).
+ *   Backward with G = dL/dc (G_ii = 2 (c_ii - 1), G_ij = 2 lambd c_ij):
+ *     dy1 = y2 G^T / N, dy2 = y1 G / N;
+ *     BN backward: dz = (dy - mean(dy) - y o mean(dy o y)) / sd, means over the global batch;
+ *     mean(dy1) = 1^T y2 G^T / N^2 = 0, mean(dy1 o y1)_i = (c G^T)_ii / N and
+ *     mean(dy2 o y2)_j = (c^T G)_jj / N: global quantities from c alone, no further sum.
+ *   INSTANCE (one process): ||c||_F^2 = <K1, K2>_F / N^2 with K = y y^T (n, n);
+ *     L = sum_i f(c_ii) + lambd ||c||_F^2, f(x) = (1 - x)^2 - lambd x^2, so
+ *     dy1 = y2 o f'(c_ii) / N + 2 lambd K2 y1 / N^2 (and symmetrically), and
+ *     mean(dy o y) is taken directly over the rows.
+ * ========================================================================================== */
+
+struct ssl_barlow_options ssl_barlow_defaults(void)
+{
+    return (struct ssl_barlow_options){
+        .lambd = 0.0051, .bn_eps = 1e-5, .path = SSL_REDUNDANCY_PATH_AUTO};
+}
+
+int64_t ssl_barlow_forward_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
+                                      const struct ssl_barlow_options *o)
+{
+    bool feature = resolve_path(c, n, d, o->path) == SSL_REDUNDANCY_PATH_FEATURE;
+    return 4 * n * d + 6 * d + (feature ? d * d : 2 * n * n);
+}
+
+/* dz (n, d) += (g - y o r) / sd, column-wise r and sd. */
+static void bn_grad(ssl_real *dz, const double *g, const double *y, const double *r,
+                    const double *sd, int64_t n, int64_t d)
+{
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < d; j++)
-            dz[i * d + j] += (ssl_real)(ck * kz[i * d + j] + var[j] * zc[i * d + j]);
+            dz[i * d + j] += (ssl_real)((g[i * d + j] - y[i * d + j] * r[j]) / sd[j]);
+}
+
+int ssl_barlow_forward(double *loss, ssl_real *da, ssl_real *db, const ssl_real *a,
+                       const ssl_real *b, int64_t n, int64_t d, const struct ssl_barlow_options *o,
+                       const struct ssl_loss_ctx *c, double *terms, double *work)
+{
+    SSL_CHECK(loss != NULL && a != NULL && b != NULL && o != NULL && work != NULL);
+    SSL_CHECK(n >= 1 && d >= 1);
+    bool feature = resolve_path(c, n, d, o->path) == SSL_REDUNDANCY_PATH_FEATURE;
+    double *y1 = work, *y2 = y1 + n * d, *g1 = y2 + n * d, *g2 = g1 + n * d; /* (n, d) each */
+    double *s = g2 + n * d;                    /* (2d): column sums, then c_ii and f'(c_ii) */
+    double *r = s + 2 * d;                     /* (2d): mean(dy o y) of each view */
+    double *v = r + 2 * d;                     /* (2d): sum zc^2, then sd; followed by */
+    double *big = v + 2 * d;                   /* FEATURE: C (d, d); INSTANCE: K1, K2 (n, n) */
+    ssl_loss_to_double(y1, a, n * d);
+    ssl_loss_to_double(y2, b, n * d);
+    colsums(s, y1, n, d);
+    colsums(s + d, y2, n, d);
+    int rc = ssl_loss_sum(c, s, 2 * d);
+    if (rc != 0) return rc;
+    double N = (double)ssl_loss_global_rows(c, n);
+    centre(y1, s, n, d, N);
+    centre(y2, s + d, n, d, N);
+    for (int64_t j = 0; j < 2 * d; j++) v[j] = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < d; j++) {
+            v[j] += y1[i * d + j] * y1[i * d + j];
+            v[d + j] += y2[i * d + j] * y2[i * d + j];
+        }
+    if (feature) gemm(true, false, d, d, n, 1.0, y1, y2, 0.0, big);
+    rc = ssl_loss_sum(c, v, 2 * d + (feature ? d * d : 0));
+    if (rc != 0) return rc;
+    double *sd1 = v, *sd2 = v + d;
+    for (int64_t j = 0; j < 2 * d; j++) v[j] = sqrt(v[j] / N + o->bn_eps);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < d; j++) {
+            y1[i * d + j] /= sd1[j];
+            y2[i * d + j] /= sd2[j];
+        }
+    double on = 0.0, off = 0.0, lam = o->lambd;
+    bool grad = da != NULL || db != NULL;
+    if (feature) {
+        double *cc = big; /* c, then G in place */
+        for (int64_t i = 0; i < d; i++)
+            for (int64_t j = 0; j < d; j++) {
+                double x = cc[i * d + j] / (N * sd1[i] * sd2[j]);
+                cc[i * d + j] = x;
+                if (i == j)
+                    on += (1.0 - x) * (1.0 - x);
+                else
+                    off += x * x;
+            }
+        if (grad) {
+            for (int64_t j = 0; j < 2 * d; j++) r[j] = 0.0;
+            for (int64_t i = 0; i < d; i++)
+                for (int64_t j = 0; j < d; j++) {
+                    double x = cc[i * d + j], gg = i == j ? 2.0 * (x - 1.0) : 2.0 * lam * x;
+                    r[i] += x * gg / N;
+                    r[d + j] += x * gg / N;
+                    cc[i * d + j] = gg;
+                }
+            if (da) gemm(false, true, n, d, d, 1.0 / N, y2, cc, 0.0, g1);
+            if (db) gemm(false, false, n, d, d, 1.0 / N, y1, cc, 0.0, g2);
+        }
+    } else {
+        double *k1 = big, *k2 = big + n * n, *cd = s, *fd = s + d;
+        for (int64_t j = 0; j < d; j++) cd[j] = 0.0;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < d; j++) cd[j] += y1[i * d + j] * y2[i * d + j] / N;
+        gemm(false, true, n, n, d, 1.0, y1, y1, 0.0, k1);
+        gemm(false, true, n, n, d, 1.0, y2, y2, 0.0, k2);
+        double frob = 0.0, diag2 = 0.0;
+        for (int64_t i = 0; i < n * n; i++) frob += k1[i] * k2[i];
+        for (int64_t j = 0; j < d; j++) {
+            on += (1.0 - cd[j]) * (1.0 - cd[j]);
+            diag2 += cd[j] * cd[j];
+            fd[j] = -2.0 * (1.0 - cd[j]) - 2.0 * lam * cd[j];
+        }
+        off = frob / (N * N) - diag2;
+        if (grad) {
+            gemm(false, false, n, d, n, 2.0 * lam / (N * N), k2, y1, 0.0, g1);
+            gemm(false, false, n, d, n, 2.0 * lam / (N * N), k1, y2, 0.0, g2);
+            for (int64_t j = 0; j < 2 * d; j++) r[j] = 0.0;
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = 0; j < d; j++) {
+                    g1[i * d + j] += y2[i * d + j] * fd[j] / N;
+                    g2[i * d + j] += y1[i * d + j] * fd[j] / N;
+                    r[j] += g1[i * d + j] * y1[i * d + j] / N;
+                    r[d + j] += g2[i * d + j] * y2[i * d + j] / N;
+                }
+        }
+    }
+    if (da) bn_grad(da, g1, y1, r, sd1, n, d);
+    if (db) bn_grad(db, g2, y2, r + d, sd2, n, d);
+    if (terms) {
+        terms[0] = on;
+        terms[1] = off;
+    }
+    *loss = on + lam * off;
+    return 0;
+}
+
+/* ==========================================================================================
+ * VICReg
+ *   Forward: sums [s1 | s2 | sum (a - b)^2] (2d + 1) -> means and inv; then FEATURE: C = zc^T zc
+ *   of both views (2 d^2) summed in one call (var = diag C / (N - 1)); INSTANCE: v = sum zc^2
+ *   (2d) and K = zc zc^T (n, n) per view, ||C||_F^2 = ||K||_F^2.
+ *   Backward per view with G = dL/dC (symmetric): dzc = 2 zc G, whose column sums vanish;
+ *   G_ij = 2 cov C_ij / (d (N-1)^2) (i != j), G_jj = -std [sd_j < 1] / (4 d (N-1) sd_j).
+ *   INSTANCE: 2 zc G = 4 cov / (d (N-1)^2) K zc + zc diag(2 G_jj - 4 cov C_jj / (d (N-1)^2)).
+ * ========================================================================================== */
+
+struct ssl_vicreg_options ssl_vicreg_defaults(void)
+{
+    return (struct ssl_vicreg_options){
+        .sim = 25.0, .std = 25.0, .cov = 1.0, .var_eps = 1e-4, .path = SSL_REDUNDANCY_PATH_AUTO};
+}
+
+int64_t ssl_vicreg_forward_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
+                                      const struct ssl_vicreg_options *o)
+{
+    bool feature = resolve_path(c, n, d, o->path) == SSL_REDUNDANCY_PATH_FEATURE;
+    return 3 * n * d + 4 * d + 1 + (feature ? 2 * d * d : n * n);
+}
+
+/* The variance hinge's dL/dvar_j factor: returns G_jj (per unit of C_jj) and adds the hinge. */
+static double vicreg_hinge(double var, double var_eps, double nm1, double d, double *hinge)
+{
+    double sd = sqrt(var + var_eps);
+    if (sd < 1.0) {
+        *hinge += 1.0 - sd;
+        return -1.0 / (4.0 * d * nm1 * sd);
+    }
+    return 0.0;
+}
+
+int ssl_vicreg_forward(double *loss, ssl_real *da, ssl_real *db, const ssl_real *a,
+                       const ssl_real *b, int64_t n, int64_t d, const struct ssl_vicreg_options *o,
+                       const struct ssl_loss_ctx *c, double *terms, double *work)
+{
+    SSL_CHECK(loss != NULL && a != NULL && b != NULL && o != NULL && work != NULL);
+    SSL_CHECK(n >= 1 && d >= 1);
+    bool feature = resolve_path(c, n, d, o->path) == SSL_REDUNDANCY_PATH_FEATURE;
+    double *x[2] = {work, work + n * d}, *gx = work + 2 * n * d; /* (n, d) each */
+    double *s = gx + n * d;                                     /* (2d + 1) */
+    double *v = s + 2 * d + 1;                                  /* (2d) */
+    double *big = v + 2 * d; /* FEATURE: C1, C2 (d, d); INSTANCE: K (n, n) */
+    ssl_real *dz[2] = {da, db};
+    ssl_loss_to_double(x[0], a, n * d);
+    ssl_loss_to_double(x[1], b, n * d);
+    colsums(s, x[0], n, d);
+    colsums(s + d, x[1], n, d);
+    s[2 * d] = 0.0;
+    for (int64_t i = 0; i < n * d; i++) s[2 * d] += (x[0][i] - x[1][i]) * (x[0][i] - x[1][i]);
+    int rc = ssl_loss_sum(c, s, 2 * d + 1);
+    if (rc != 0) return rc;
+    int64_t Ng = ssl_loss_global_rows(c, n);
+    SSL_CHECK(Ng >= 2);
+    double N = (double)Ng, nm1 = N - 1.0, dd = (double)d;
+    double inv = s[2 * d] / (N * dd), isc = 2.0 * o->sim / (N * dd);
+    for (int64_t i = 0; i < n * d; i++) {
+        double diff = x[0][i] - x[1][i];
+        if (da) da[i] += (ssl_real)(isc * diff);
+        if (db) db[i] -= (ssl_real)(isc * diff);
+    }
+    centre(x[0], s, n, d, N);
+    centre(x[1], s + d, n, d, N);
+    double var_term = 0.0, cov_term = 0.0;
+    if (feature) {
+        for (int w = 0; w < 2; w++)
+            gemm(true, false, d, d, n, 1.0, x[w], x[w], 0.0, big + (int64_t)w * d * d);
+        rc = ssl_loss_sum(c, big, 2 * d * d);
+        if (rc != 0) return rc;
+        for (int w = 0; w < 2; w++) {
+            double *C = big + (int64_t)w * d * d, hinge = 0.0, off = 0.0; /* C, then G */
+            for (int64_t i = 0; i < d; i++)
+                for (int64_t j = 0; j < d; j++) {
+                    double cij = C[i * d + j] / nm1;
+                    if (i == j) {
+                        C[i * d + j] = o->std * vicreg_hinge(cij, o->var_eps, nm1, dd, &hinge);
+                    } else {
+                        off += cij * cij;
+                        C[i * d + j] = 2.0 * o->cov * cij / (dd * nm1);
+                    }
+                }
+            var_term += hinge / (2.0 * dd);
+            cov_term += off / dd;
+            if (dz[w] == NULL) continue;
+            gemm(false, false, n, d, d, 2.0, x[w], C, 0.0, gx);
+            ssl_loss_add_grad(dz[w], gx, n * d);
+        }
+    } else {
+        for (int64_t j = 0; j < 2 * d; j++) v[j] = 0.0;
+        for (int w = 0; w < 2; w++)
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = 0; j < d; j++) v[w * d + j] += x[w][i * d + j] * x[w][i * d + j];
+        rc = ssl_loss_sum(c, v, 2 * d);
+        if (rc != 0) return rc;
+        double ck = 4.0 * o->cov / (nm1 * nm1 * dd), cdg = 4.0 * o->cov / (nm1 * dd);
+        for (int w = 0; w < 2; w++) {
+            double *K = big, *var = v + w * d, hinge = 0.0, diag2 = 0.0, frob = 0.0;
+            gemm(false, true, n, n, d, 1.0, x[w], x[w], 0.0, K);
+            for (int64_t i = 0; i < n * n; i++) frob += K[i] * K[i];
+            for (int64_t j = 0; j < d; j++) {
+                var[j] /= nm1;
+                diag2 += var[j] * var[j];
+                double gjj = o->std * vicreg_hinge(var[j], o->var_eps, nm1, dd, &hinge);
+                var[j] = 2.0 * gjj - cdg * var[j]; /* per-column factor on zc */
+            }
+            var_term += hinge / (2.0 * dd);
+            cov_term += (frob / (nm1 * nm1) - diag2) / dd;
+            if (dz[w] == NULL) continue;
+            gemm(false, false, n, d, n, ck, K, x[w], 0.0, gx);
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = 0; j < d; j++)
+                    dz[w][i * d + j] += (ssl_real)(gx[i * d + j] + var[j] * x[w][i * d + j]);
+        }
+    }
+    if (terms) {
+        terms[0] = inv;
+        terms[1] = var_term;
+        terms[2] = cov_term;
+    }
+    *loss = o->sim * inv + o->std * var_term + o->cov * cov_term;
+    return 0;
+}
+
+/* The losses.h entry points (src/bench.c): one process, AUTO path. */
+int64_t ssl_vicreg_work_elems(int64_t n, int64_t d)
+{
+    struct ssl_vicreg_options o = ssl_vicreg_defaults();
+    return ssl_vicreg_forward_work_elems(NULL, n, d, &o);
 }
 
 double ssl_vicreg_loss(ssl_real *da, ssl_real *db, const ssl_real *a, const ssl_real *b, int64_t n,
                        int64_t d, const struct ssl_vicreg_weights *w, double *terms, double *work)
 {
-    SSL_CHECK(n >= 2 && d >= 1);
-    double inv = 0, scale = 2.0 * w->sim / (double)(n * d);
-    for (int64_t i = 0; i < n * d; i++) {
-        double diff = (double)a[i] - (double)b[i];
-        inv += diff * diff;
-        if (da) da[i] += (ssl_real)(scale * diff);
-        if (db) db[i] -= (ssl_real)(scale * diff);
+    struct ssl_vicreg_options o = ssl_vicreg_defaults();
+    o.sim = w->sim;
+    o.std = w->std;
+    o.cov = w->cov;
+    double loss = 0.0;
+    SSL_CHECK(ssl_vicreg_forward(&loss, da, db, a, b, n, d, &o, NULL, terms, work) == 0);
+    return loss;
+}
+
+/* ==========================================================================================
+ * Zero-CL
+ *   Both modes work on s (n, d), standardised per column (FCL) or per row (ICL), and on
+ *   t (n, d): FCL t = s W^T (W (d, d) from s^T s / n); ICL t = W s (W (n, n) from s s^T / d),
+ *   the transpose of the official (d, n) zca(s^T). c_ii: column (FCL) or row (ICL) dots of
+ *   t1, t2. Backward: dt1 = t2 o g (g_i = 2 (c_ii - 1) / norm along i), ds1 = dt1 W (FCL) or
+ *   W^T dt1 (ICL), then the standardisation's backward along its groups:
+ *     s = xc / (sd + e):  dx = (ds - mean(ds)) / (sd + e) - s sum(ds o s) / (sd (len - 1)).
+ * ========================================================================================== */
+
+struct ssl_zerocl_options ssl_zerocl_defaults(enum ssl_zerocl_mode mode)
+{
+    return (struct ssl_zerocl_options){
+        .mode = mode, .std_eps = 1e-4, .zca_eps = 0.01, .whiten = NULL};
+}
+
+struct zcl_work {
+    int64_t m;      /* whitening size: d (FCL) or n (ICL) */
+    double *s[2];   /* (n, d): standardised views */
+    double *t[2];   /* (n, d): whitened views, then dt */
+    double *ds;     /* (n, d) */
+    double *w[2];   /* (m, m) */
+    double *sd[2];  /* (max(n, d)) unbiased std of each group */
+    double *cd;     /* (max(n, d)) c_ii, then g_i */
+    double *eig;    /* (m, m) + m + syevd work, or (m, m) for W's U diag */
+};
+
+static struct zcl_work zcl_carve(int64_t n, int64_t d, enum ssl_zerocl_mode mode, double *work)
+{
+    struct zcl_work z;
+    z.m = mode == SSL_ZEROCL_FCL ? d : n;
+    int64_t q = n > d ? n : d;
+    double *p = work;
+    for (int w = 0; w < 2; w++, p += n * d) z.s[w] = p;
+    for (int w = 0; w < 2; w++, p += n * d) z.t[w] = p;
+    z.ds = p;
+    p += n * d;
+    for (int w = 0; w < 2; w++, p += z.m * z.m) z.w[w] = p;
+    for (int w = 0; w < 2; w++, p += q) z.sd[w] = p;
+    z.cd = p;
+    p += q;
+    z.eig = p;
+    return z;
+}
+
+int64_t ssl_zerocl_forward_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
+                                      const struct ssl_zerocl_options *o)
+{
+    (void)c;
+    int64_t m = o->mode == SSL_ZEROCL_FCL ? d : n, q = n > d ? n : d;
+    return 5 * n * d + 3 * m * m + 3 * q + m + ssl_linalg_syevd_work_elems(m);
+}
+
+/* Element (g, e) of a group layout: x[g * gs + e * es]; FCL: groups = columns, ICL: rows. */
+struct groups {
+    int64_t count, len, gs, es;
+};
+
+static struct groups zcl_groups(int64_t n, int64_t d, enum ssl_zerocl_mode mode)
+{
+    return mode == SSL_ZEROCL_FCL ? (struct groups){d, n, 1, d} : (struct groups){n, d, d, 1};
+}
+
+/* x -> (x - mean) / (sd + eps) in place along each group; sd (count) = unbiased std. */
+static void zcl_standardize(double *x, double *sd, struct groups g, double eps)
+{
+    for (int64_t k = 0; k < g.count; k++) {
+        double *p = x + k * g.gs, mean = 0.0, ss = 0.0;
+        for (int64_t e = 0; e < g.len; e++) mean += p[e * g.es];
+        mean /= (double)g.len;
+        for (int64_t e = 0; e < g.len; e++) {
+            p[e * g.es] -= mean;
+            ss += p[e * g.es] * p[e * g.es];
+        }
+        sd[k] = sqrt(ss / (double)(g.len - 1));
+        for (int64_t e = 0; e < g.len; e++) p[e * g.es] /= sd[k] + eps;
     }
-    inv /= (double)(n * d);
-    double va, ca, vb, cb;
-    vicreg_view(da, a, n, d, w, &va, &ca, work);
-    vicreg_view(db, b, n, d, w, &vb, &cb, work);
-    if (terms) {
-        terms[0] = inv;
-        terms[1] = va + vb;
-        terms[2] = ca + cb;
+}
+
+/* dx += backward of zcl_standardize given ds, s and sd. A constant group (sd = 0) has s = 0,
+ * and its std term is dropped there (torch would produce 0 * inf). */
+static void zcl_standardize_backward(ssl_real *dx, const double *ds, const double *s,
+                                     const double *sd, struct groups g, double eps)
+{
+    for (int64_t k = 0; k < g.count; k++) {
+        int64_t o = k * g.gs;
+        double m = 0.0, dot = 0.0;
+        for (int64_t e = 0; e < g.len; e++) {
+            m += ds[o + e * g.es];
+            dot += ds[o + e * g.es] * s[o + e * g.es];
+        }
+        m /= (double)g.len;
+        double t = sd[k] + eps, f = sd[k] > 0.0 ? dot / (sd[k] * (double)(g.len - 1)) : 0.0;
+        for (int64_t e = 0; e < g.len; e++) {
+            int64_t i = o + e * g.es;
+            dx[i] += (ssl_real)((ds[i] - m) / t - s[i] * f);
+        }
     }
-    return w->sim * inv + w->std * (va + vb) + w->cov * (ca + cb);
+}
+
+/* Standardises both views into z.s; computes W into z.w if compute_w. */
+static int zcl_prepare(struct zcl_work *z, const ssl_real *a, const ssl_real *b, int64_t n,
+                       int64_t d, const struct ssl_zerocl_options *o, bool compute_w)
+{
+    struct groups g = zcl_groups(n, d, o->mode);
+    SSL_CHECK(g.len >= 2);
+    ssl_loss_to_double(z->s[0], a, n * d);
+    ssl_loss_to_double(z->s[1], b, n * d);
+    int64_t m = z->m;
+    for (int w = 0; w < 2; w++) {
+        zcl_standardize(z->s[w], z->sd[w], g, o->std_eps);
+        if (!compute_w) continue;
+        double *S = z->eig, *l = S + m * m, *sw = l + m, *ud = z->w[w];
+        if (o->mode == SSL_ZEROCL_FCL) /* x = s (n, d): x^T x / n */
+            gemm(true, false, d, d, n, 1.0 / (double)n, z->s[w], z->s[w], 0.0, S);
+        else /* x = s^T (d, n): x^T x / d = s s^T / d */
+            gemm(false, true, n, n, d, 1.0 / (double)d, z->s[w], z->s[w], 0.0, S);
+        int rc = ssl_linalg_syevd(S, l, m, sw);
+        if (rc != 0) return rc;
+        /* W = U diag((l + eps)^-1/2) U^T = (U D) (U D)^T with D = diag((l + eps)^-1/4): U's
+         * columns are scaled in place, no further scratch. */
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t k = 0; k < m; k++) S[i * m + k] *= 1.0 / sqrt(sqrt(l[k] + o->zca_eps));
+        gemm(false, true, m, m, m, 1.0, S, S, 0.0, ud);
+    }
+    return 0;
+}
+
+int ssl_zerocl_whitening(double *w, const ssl_real *a, const ssl_real *b, int64_t n, int64_t d,
+                         const struct ssl_zerocl_options *o, double *work)
+{
+    SSL_CHECK(w != NULL && a != NULL && b != NULL && o != NULL && work != NULL);
+    struct zcl_work z = zcl_carve(n, d, o->mode, work);
+    int rc = zcl_prepare(&z, a, b, n, d, o, true);
+    if (rc != 0) return rc;
+    memcpy(w, z.w[0], (size_t)(z.m * z.m) * sizeof *w);
+    memcpy(w + z.m * z.m, z.w[1], (size_t)(z.m * z.m) * sizeof *w);
+    return 0;
+}
+
+int ssl_zerocl_forward(double *loss, ssl_real *da, ssl_real *db, const ssl_real *a,
+                       const ssl_real *b, int64_t n, int64_t d, const struct ssl_zerocl_options *o,
+                       const struct ssl_loss_ctx *c, double *terms, double *work)
+{
+    (void)terms;
+    SSL_CHECK(loss != NULL && a != NULL && b != NULL && o != NULL && work != NULL);
+    SSL_CHECK(n >= 1 && d >= 1);
+    struct zcl_work z = zcl_carve(n, d, o->mode, work);
+    int rc = zcl_prepare(&z, a, b, n, d, o, o->whiten == NULL);
+    if (rc != 0) return rc;
+    int64_t m = z.m;
+    const double *W[2] = {o->whiten ? o->whiten : z.w[0], o->whiten ? o->whiten + m * m : z.w[1]};
+    bool fcl = o->mode == SSL_ZEROCL_FCL;
+    int64_t k_count = fcl ? d : n; /* entries of c's diagonal */
+    for (int w = 0; w < 2; w++) {
+        if (fcl)
+            gemm(false, true, n, d, d, 1.0, z.s[w], W[w], 0.0, z.t[w]);
+        else
+            gemm(false, false, n, d, n, 1.0, W[w], z.s[w], 0.0, z.t[w]);
+    }
+    for (int64_t k = 0; k < k_count; k++) z.cd[k] = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < d; j++) z.cd[fcl ? j : i] += z.t[0][i * d + j] * z.t[1][i * d + j];
+    rc = ssl_loss_sum(c, z.cd, k_count);
+    if (rc != 0) return rc;
+    int64_t Ng = ssl_loss_global_rows(c, n);
+    double norm;
+    if (fcl) {
+        norm = (double)Ng;
+    } else {
+        SSL_CHECKF(Ng % n == 0, "Zero-ICL needs the same rows on every rank (%lld of %lld)",
+                   (long long)n, (long long)Ng);
+        norm = (double)d * (double)(Ng / n);
+    }
+    double L = 0.0;
+    for (int64_t k = 0; k < k_count; k++) {
+        double ck = z.cd[k] / norm;
+        L += (ck - 1.0) * (ck - 1.0);
+        z.cd[k] = 2.0 * (ck - 1.0) / norm;
+    }
+    *loss = L;
+    ssl_real *dz[2] = {da, db};
+    struct groups g = zcl_groups(n, d, o->mode);
+    /* dt1 = t2 o g and dt2 = t1 o g, in place (t is not needed any more) */
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < d; j++) {
+            double gk = z.cd[fcl ? j : i], t0 = z.t[0][i * d + j];
+            z.t[0][i * d + j] = z.t[1][i * d + j] * gk;
+            z.t[1][i * d + j] = t0 * gk;
+        }
+    for (int w = 0; w < 2; w++) {
+        if (dz[w] == NULL) continue;
+        if (fcl) /* t = s W^T: ds = dt W */
+            gemm(false, false, n, d, d, 1.0, z.t[w], W[w], 0.0, z.ds);
+        else /* t = W s: ds = W^T dt */
+            gemm(true, false, n, d, n, 1.0, W[w], z.t[w], 0.0, z.ds);
+        zcl_standardize_backward(dz[w], z.ds, z.s[w], z.sd[w], g, o->std_eps);
+    }
+    return 0;
 }

@@ -1,0 +1,126 @@
+/* redundancy.h: redundancy-reduction losses on two views a, b (n, d) of the global batch:
+ * Barlow Twins, VICReg, Zero-CL (feature-wise FCL and instance-wise ICL). docs/losses/redundancy.md
+ * gives the formulas, defaults, sources and deviations.
+ *
+ * Every forward here:
+ *   - returns 0, an error of the comm operations (src/losses/loss.h), or SSL_E_NONFINITE
+ *     (Zero-CL's eigendecomposition on non-finite data); the loss goes to *loss and, if terms
+ *     is non-NULL, its unweighted parts to terms;
+ *   - ACCUMULATES dL/da, dL/db (+=) into da, db (either may be NULL);
+ *   - takes the global batch through c (NULL: one process) and a caller-provided fp64 `work` of
+ *     *_forward_work_elems(c, n, d, o) doubles; nothing is allocated;
+ *   - is collective when c has a comm: every rank calls it with the same options.
+ *
+ * Statistics (means, variances, covariances, cross-correlations) are computed as local fp64
+ * sums, summed over the ranks with ssl_loss_sum, and the gradient is the exact gradient of
+ * the global-batch loss (no 1/P factor; LOSSES-SPEC intro). Barlow Twins and VICReg use two
+ * sum calls: the column sums (means) first, then the CENTRED second moments, because one call
+ * with raw moments would lose precision to cancellation when |mean| >> std. */
+#ifndef SSL_REDUNDANCY_H
+#define SSL_REDUNDANCY_H
+
+#include <stdint.h>
+
+#include "../real.h"
+#include "loss.h"
+
+/* How second-order statistics are formed (Barlow Twins and VICReg):
+ *   FEATURE   the (d, d) matrices (z^T z, z1^T z2) are summed with ssl_loss_sum: the only
+ *             choice with a comm (it is forced then, whatever was asked);
+ *   INSTANCE  one process only: the (n, n) Gram matrices z z^T, which give the same Frobenius
+ *             norms (||A^T B||_F^2 = <A A^T, B B^T>_F), d/n times cheaper when n < d;
+ *   AUTO      INSTANCE if one process and n < d, FEATURE otherwise. */
+enum ssl_redundancy_path {
+    SSL_REDUNDANCY_PATH_AUTO = 0,
+    SSL_REDUNDANCY_PATH_FEATURE,
+    SSL_REDUNDANCY_PATH_INSTANCE,
+};
+
+/* ------------------------------------------------------------------------------------------
+ * Barlow Twins (facebookresearch/barlowtwins main.py, BarlowTwins.forward)
+ *   y = BN(z) per feature with the (global) batch mean and BIASED variance, no affine:
+ *       y = (z - mean) / sqrt(var + bn_eps)
+ *   c = y1^T y2 / N                               (d, d), N = global rows
+ *   L = sum_i (1 - c_ii)^2 + lambd * sum_{i != j} c_ij^2
+ * terms (optional, 2): sum_i (1 - c_ii)^2, sum_{i != j} c_ij^2. Needs n >= 1.
+ * ------------------------------------------------------------------------------------------ */
+struct ssl_barlow_options {
+    double lambd;  /* 0.0051 (main.py --lambd) */
+    double bn_eps; /* 1e-5 (nn.BatchNorm1d default) */
+    enum ssl_redundancy_path path;
+};
+
+struct ssl_barlow_options ssl_barlow_defaults(void);
+int64_t ssl_barlow_forward_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
+                                      const struct ssl_barlow_options *o);
+int ssl_barlow_forward(double *loss, ssl_real *da, ssl_real *db, const ssl_real *a,
+                       const ssl_real *b, int64_t n, int64_t d, const struct ssl_barlow_options *o,
+                       const struct ssl_loss_ctx *c, double *terms, double *work);
+
+/* ------------------------------------------------------------------------------------------
+ * VICReg (facebookresearch/vicreg main_vicreg.py, VICReg.forward)
+ *   inv  = mean over N*d of (a - b)^2
+ *   zc   = z - mean(z) (global batch), var_j = sum_k zc_kj^2 / (N - 1)
+ *   std(z) = mean_j relu(1 - sqrt(var_j + var_eps)) / 2
+ *   cov(z) = sum_{i != j} C_ij^2 / d,  C = zc^T zc / (N - 1)
+ *   L = sim * inv + std_coeff * (std(a) + std(b)) + cov_coeff * (cov(a) + cov(b))
+ * terms (optional, 3): inv, std(a) + std(b), cov(a) + cov(b), unweighted. Needs global N >= 2.
+ * ------------------------------------------------------------------------------------------ */
+struct ssl_vicreg_options {
+    double sim;     /* 25 (--sim-coeff) */
+    double std;     /* 25 (--std-coeff) */
+    double cov;     /* 1 (--cov-coeff) */
+    double var_eps; /* 1e-4 (inside the sqrt of the std) */
+    enum ssl_redundancy_path path;
+};
+
+struct ssl_vicreg_options ssl_vicreg_defaults(void);
+int64_t ssl_vicreg_forward_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
+                                      const struct ssl_vicreg_options *o);
+int ssl_vicreg_forward(double *loss, ssl_real *da, ssl_real *db, const ssl_real *a,
+                       const ssl_real *b, int64_t n, int64_t d, const struct ssl_vicreg_options *o,
+                       const struct ssl_loss_ctx *c, double *terms, double *work);
+
+/* ------------------------------------------------------------------------------------------
+ * Zero-CL (Sherrylone/Zero-CL ImageNet-100/main.py: fea_loss, ins_loss, standardization,
+ * WhitenTran.zca_forward)
+ *   std(x) along a dimension = (x - mean) / (std_unbiased + std_eps)
+ *   zca(x) (rows, m) = x W^T, W = U diag(1 / sqrt(s + zca_eps)) U^T, U s U^T = x^T x / rows,
+ *          W a CONSTANT (detached: no gradient flows through it), no re-centring
+ *   FCL: s = std(z) per feature (over the n rows of this rank), t = zca(s) (m = d),
+ *        c_ii = sum_k t1_ki t2_ki / N_global              (i < d)
+ *   ICL: s = std(z) per row (over the d features), t^T = zca(s^T) (m = n),
+ *        c_ii = sum_k t1_ik t2_ik / (d * P)                (i < n), P = N_global / n
+ *   L = sum_i (c_ii - 1)^2
+ * Standardisation and whitening are per rank (as in the official code); c's diagonal is summed
+ * over the ranks (the official all_reduce). ICL then adds up instance i of every rank, which
+ * needs the same n on every rank (checked through global_rows). terms: unused (may be NULL).
+ * Needs n >= 2 (FCL) or d >= 2 (ICL).
+ * ------------------------------------------------------------------------------------------ */
+enum ssl_zerocl_mode {
+    SSL_ZEROCL_FCL = 0, /* --mode fea (the official default) */
+    SSL_ZEROCL_ICL,     /* --mode ins */
+};
+
+struct ssl_zerocl_options {
+    enum ssl_zerocl_mode mode;
+    double std_eps; /* 1e-4, added to the std (standardization) */
+    double zca_eps; /* 0.01 (WhitenTran eps) */
+    /* NULL (default): W is computed from the batch. Otherwise (2, m, m), W of view a then of
+     * view b, used as given: the stop-gradient constant made explicit, for tests that
+     * finite-difference the detached function, or to reuse a whitening. */
+    const double *whiten;
+};
+
+struct ssl_zerocl_options ssl_zerocl_defaults(enum ssl_zerocl_mode mode);
+int64_t ssl_zerocl_forward_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
+                                      const struct ssl_zerocl_options *o);
+int ssl_zerocl_forward(double *loss, ssl_real *da, ssl_real *db, const ssl_real *a,
+                       const ssl_real *b, int64_t n, int64_t d, const struct ssl_zerocl_options *o,
+                       const struct ssl_loss_ctx *c, double *terms, double *work);
+/* w (2, m, m) = the whitening matrices the forward computes for views a and b (o->whiten is
+ * ignored); work as for the forward. Returns 0 or SSL_E_NONFINITE. */
+int ssl_zerocl_whitening(double *w, const ssl_real *a, const ssl_real *b, int64_t n, int64_t d,
+                         const struct ssl_zerocl_options *o, double *work);
+
+#endif
