@@ -176,13 +176,19 @@ struct simctx {
 static double sim_loss(void *ctx)
 {
     struct simctx *c = ctx;
-    return ssl_simclr_loss_ctx(c->lc, NULL, NULL, c->a, c->b, c->n, c->d, &c->o, c->work);
+    double v;
+    assert_int_equal(
+        ssl_simclr_nt_xent_loss(&v, NULL, NULL, c->a, c->b, c->n, c->d, &c->o, c->lc, c->work), 0);
+    return v;
 }
 
 static void sim_backward(void *ctx)
 {
     struct simctx *c = ctx;
-    (void)ssl_simclr_loss_ctx(c->lc, c->da, c->db, c->a, c->b, c->n, c->d, &c->o, c->work);
+    double v;
+    assert_int_equal(
+        ssl_simclr_nt_xent_loss(&v, c->da, c->db, c->a, c->b, c->n, c->d, &c->o, c->lc, c->work),
+        0);
 }
 
 static void simctx_alloc(struct simctx *c, int64_t n, int64_t d, const struct ssl_loss_ctx *lc)
@@ -194,7 +200,7 @@ static void simctx_alloc(struct simctx *c, int64_t n, int64_t d, const struct ss
     c->b = xalloc(n * d);
     c->da = xalloc(n * d);
     c->db = xalloc(n * d);
-    c->work = xalloc(ssl_simclr_ctx_work_elems(lc, n, d));
+    c->work = xalloc(ssl_simclr_nt_xent_work_elems(lc, n, d, NULL));
 }
 
 static void simctx_free(struct simctx *c)
@@ -213,7 +219,7 @@ static void test_simclr_grad(void **state)
     gc_rng_begin(&r, "contrastive_simclr_grad");
     int bad = 0;
     for (int avg = 0; avg < 2; avg++) {
-        struct simctx c = {.o = ssl_simclr_default_opts()};
+        struct simctx c = {.o = ssl_simclr_defaults()};
         c.o.average_directions = avg;
         c.o.temperature = avg ? 0.5 : 0.1;
         simctx_alloc(&c, 6, 5, NULL);
@@ -242,7 +248,7 @@ static void test_simclr_value(void **state)
     (void)state;
     struct ssl_rng r;
     gc_rng_begin(&r, "contrastive_simclr_value");
-    struct simctx c = {.o = ssl_simclr_default_opts()};
+    struct simctx c = {.o = ssl_simclr_defaults()};
     simctx_alloc(&c, 7, 4, NULL);
     gc_fill_normal(&r, c.a, c.n * c.d, 0.0, 1.0);
     gc_fill_normal(&r, c.b, c.n * c.d, 0.0, 1.0);
@@ -260,7 +266,7 @@ static void test_simclr_value(void **state)
     /* the norm clamp: tf.math.l2_normalize's (1e-6 on the norm) against F.normalize's 1e-12, on
      * a row of norm ~1e-8 */
     for (int64_t k = 0; k < c.d; k++) c.a[2 * c.d + k] *= 1e-8;
-    c.o = ssl_simclr_default_opts();
+    c.o = ssl_simclr_defaults();
     assert_true(c.o.norm_eps == 1e-6);
     for (int e = 0; e < 2; e++) {
         c.o.norm_eps = e ? 1e-12 : 1e-6;
@@ -286,7 +292,7 @@ static void test_simclr_value(void **state)
     for (int64_t i = 0; i < c.n; i++)
         for (int64_t k = 0; k < c.d; k++)
             c.a[i * c.d + k] = c.b[i * c.d + k] = (double)(k + 1) * (double)(i + 1);
-    c.o = ssl_simclr_default_opts();
+    c.o = ssl_simclr_defaults();
     double known = 2.0 * log(2.0 * (double)c.n - 1.0);
     printf("[simclr_value] identical rows: %.15f, 2 log(2n-1) = %.15f\n", sim_loss(&c), known);
     assert_true(close_rel(sim_loss(&c), known, 1e-12));
@@ -303,7 +309,7 @@ static void test_simclr_global(void **state)
     gc_rng_begin(&r, "contrastive_simclr_global");
     const int P = 3;
     const int64_t n = 4, d = 5;
-    struct simctx one = {.o = ssl_simclr_default_opts()};
+    struct simctx one = {.o = ssl_simclr_defaults()};
     simctx_alloc(&one, P * n, d, NULL);
     double *a = xalloc(n * d), *b = xalloc(n * d);
     gc_fill_normal(&r, a, n * d, 0.0, 1.0);
@@ -316,7 +322,7 @@ static void test_simclr_global(void **state)
         struct fake f = {.P = P, .rank = rank};
         struct ssl_loss_comm comm = fake_comm(&f);
         struct ssl_loss_ctx lc = {.comm = &comm};
-        struct simctx c = {.o = ssl_simclr_default_opts()};
+        struct simctx c = {.o = ssl_simclr_defaults()};
         simctx_alloc(&c, n, d, &lc);
         memcpy(c.a, a, (size_t)(n * d) * sizeof *a);
         memcpy(c.b, b, (size_t)(n * d) * sizeof *b);
@@ -369,10 +375,16 @@ struct mococtx {
 
 static double moco_run(struct mococtx *c, double *dq1, double *dq2)
 {
+    double v;
     if (c->sym)
-        return ssl_moco_loss_sym(c->lc, dq1, dq2, c->q1, c->q2, c->k1, c->k2, c->queue, c->K, c->n,
-                                 c->d, &c->o, c->work);
-    return ssl_moco_loss(c->lc, dq1, c->q1, c->k1, c->queue, c->K, c->n, c->d, &c->o, c->work);
+        assert_int_equal(ssl_moco_sym_loss(&v, dq1, dq2, c->q1, c->q2, c->k1, c->k2, c->queue, c->n,
+                                           c->d, c->K, &c->o, c->lc, c->work),
+                         0);
+    else
+        assert_int_equal(ssl_moco_loss(&v, dq1, c->q1, c->k1, c->queue, c->n, c->d, c->K, &c->o,
+                                       c->lc, c->work),
+                         0);
+    return v;
 }
 
 static double moco_loss_cb(void *ctx) { return moco_run(ctx, NULL, NULL); }
@@ -395,7 +407,7 @@ static void mococtx_alloc(struct mococtx *c, int64_t n, int64_t d, int64_t K, st
     c->dq1 = xalloc(n * d);
     c->dq2 = xalloc(n * d);
     c->queue = xalloc(K * d);
-    c->work = xalloc(ssl_moco_work_elems(n, d, K));
+    c->work = xalloc(ssl_moco_sym_work_elems(NULL, n, d, K, NULL));
     if (r == NULL) return;
     gc_fill_normal(r, c->q1, n * d, 0.0, 1.0);
     gc_fill_normal(r, c->q2, n * d, 0.0, 1.0);
@@ -427,7 +439,7 @@ static void test_moco_grad(void **state)
     gc_rng_begin(&r, "contrastive_moco_grad");
     int bad = 0;
     for (int sym = 0; sym < 2; sym++) {
-        struct mococtx c = {.o = ssl_moco_default_opts(), .sym = sym};
+        struct mococtx c = {.o = ssl_moco_defaults(), .sym = sym};
         mococtx_alloc(&c, 5, 6, 8, &r);
         struct gc_param p[2] = {
             {.name = "q1", .x = c.q1, .grad = c.dq1, .n = c.n * c.d, .grad_slot = &c.dq1},
@@ -451,7 +463,7 @@ static void test_moco_value(void **state)
     (void)state;
     struct ssl_rng r;
     gc_rng_begin(&r, "contrastive_moco_value");
-    struct mococtx c = {.o = ssl_moco_default_opts()};
+    struct mococtx c = {.o = ssl_moco_defaults()};
     mococtx_alloc(&c, 6, 5, 12, &r);
     assert_true(c.o.temperature == 0.2);
     double one = moco_loss_cb(&c), want = moco_naive(c.q1, c.k1, c.queue, c.K, c.n, c.d, 0.2);
@@ -469,7 +481,7 @@ static void test_moco_value(void **state)
     mococtx_free(&c);
     /* known: q = k = 2 e1, queue = K rows orthogonal to e1 -> logits [1/T, 0 x K]:
      * L = log(exp(1/T) + K) - 1/T */
-    struct mococtx o = {.o = ssl_moco_default_opts()};
+    struct mococtx o = {.o = ssl_moco_defaults()};
     mococtx_alloc(&o, 3, 4, 6, NULL);
     for (int64_t i = 0; i < o.n; i++) o.q1[i * o.d] = o.k1[i * o.d] = 2.0;
     for (int64_t j = 0; j < o.K; j++) o.queue[j * o.d + 1 + j % 3] = 1.0;
@@ -485,9 +497,9 @@ static void test_moco_global(void **state)
     struct ssl_rng r;
     gc_rng_begin(&r, "contrastive_moco_global");
     const int P = 3;
-    struct mococtx loc = {.o = ssl_moco_default_opts(), .sym = true};
+    struct mococtx loc = {.o = ssl_moco_defaults(), .sym = true};
     mococtx_alloc(&loc, 4, 5, 24, &r);
-    struct mococtx one = {.o = ssl_moco_default_opts(), .sym = true};
+    struct mococtx one = {.o = ssl_moco_defaults(), .sym = true};
     mococtx_alloc(&one, P * loc.n, loc.d, loc.K, NULL);
     duplicate(one.q1, loc.q1, loc.n, loc.d, P);
     duplicate(one.q2, loc.q2, loc.n, loc.d, P);
@@ -514,7 +526,7 @@ static void test_moco_global(void **state)
     int64_t ptr = 0;
     double *work = xalloc(ssl_moco_enqueue_work_elems(&lc, loc.n, loc.d));
     assert_int_equal(
-        ssl_moco_enqueue(&lc, loc.queue, loc.K, &ptr, loc.k1, loc.k2, loc.n, loc.d, work, &err),
+        ssl_moco_enqueue(loc.queue, &ptr, loc.k1, loc.k2, loc.n, loc.d, loc.K, &lc, work, &err),
         SSL_OK);
     assert_int_equal(ptr, 0);
     double *u = xalloc(loc.d), worst = 0.0;
@@ -538,7 +550,7 @@ static void test_moco_enqueue(void **state)
     (void)state;
     struct ssl_rng r;
     gc_rng_begin(&r, "contrastive_moco_enqueue");
-    struct mococtx c = {.o = ssl_moco_default_opts()};
+    struct mococtx c = {.o = ssl_moco_defaults()};
     mococtx_alloc(&c, 3, 4, 9, &r);
     double *work = xalloc(ssl_moco_enqueue_work_elems(NULL, c.n, c.d)), *u = xalloc(c.d);
     double *before = xalloc(c.K * c.d);
@@ -549,7 +561,7 @@ static void test_moco_enqueue(void **state)
         for (int64_t e = 0; e < c.n * c.d; e++) c.k1[e] += 1.0;
         int64_t at = ptr;
         assert_int_equal(
-            ssl_moco_enqueue(NULL, c.queue, c.K, &ptr, c.k1, NULL, c.n, c.d, work, &err), SSL_OK);
+            ssl_moco_enqueue(c.queue, &ptr, c.k1, NULL, c.n, c.d, c.K, NULL, work, &err), SSL_OK);
         assert_int_equal(ptr, (at + c.n) % c.K);
         for (int64_t j = 0; j < c.K; j++) {
             bool in = j >= at && j < at + c.n;
@@ -563,7 +575,7 @@ static void test_moco_enqueue(void **state)
     }
     /* two directions: 6 keys per step do not divide 9: an error, nothing written */
     memcpy(before, c.queue, (size_t)(c.K * c.d) * sizeof *before);
-    assert_int_equal(ssl_moco_enqueue(NULL, c.queue, c.K, &ptr, c.k1, c.k2, c.n, c.d, work, &err),
+    assert_int_equal(ssl_moco_enqueue(c.queue, &ptr, c.k1, c.k2, c.n, c.d, c.K, NULL, work, &err),
                      SSL_E_USAGE);
     printf("[moco_enqueue] error: %s\n", err.msg);
     assert_non_null(strstr(err.msg, "multiple"));
@@ -647,15 +659,30 @@ struct swavctx {
 static double swav_loss_cb(void *ctx)
 {
     struct swavctx *s = ctx;
-    return ssl_swav_loss_codes(s->lc, NULL, NULL, s->z, s->c, s->V, s->n, s->d, s->K, &s->o,
-                               s->codes, s->work);
+    double v;
+    assert_int_equal(ssl_swav_codes_loss(&v, NULL, NULL, s->z, s->c, s->codes, s->n, s->d, s->K,
+                                         s->V, &s->o, s->lc, s->work),
+                     0);
+    return v;
 }
 
 static void swav_backward_cb(void *ctx)
 {
     struct swavctx *s = ctx;
-    (void)ssl_swav_loss_codes(s->lc, s->dz, s->dc, s->z, s->c, s->V, s->n, s->d, s->K, &s->o,
-                              s->codes, s->work);
+    double v;
+    assert_int_equal(ssl_swav_codes_loss(&v, s->dz, s->dc, s->z, s->c, s->codes, s->n, s->d, s->K,
+                                         s->V, &s->o, s->lc, s->work),
+                     0);
+}
+
+/* ssl_swav_loss asserted to succeed: the value. */
+static double swav_value(double *codes_out, ssl_real *dz, ssl_real *dc, const ssl_real *z,
+                         const ssl_real *c, int64_t n, int64_t d, int64_t K, int64_t V,
+                         const struct ssl_swav_opts *o, const struct ssl_loss_ctx *lc, double *work)
+{
+    double v;
+    assert_int_equal(ssl_swav_loss(&v, codes_out, dz, dc, z, c, n, d, K, V, o, lc, work), 0);
+    return v;
 }
 
 static void swavctx_alloc(struct swavctx *s, int V, int64_t n, int64_t d, int64_t K,
@@ -670,7 +697,7 @@ static void swavctx_alloc(struct swavctx *s, int V, int64_t n, int64_t d, int64_
     s->c = xalloc(K * d);
     s->dc = xalloc(K * d);
     s->codes = xalloc(s->o.n_assign * n * K);
-    s->work = xalloc(ssl_swav_work_elems(V, n, d, K, s->o.n_assign));
+    s->work = xalloc(ssl_swav_work_elems(NULL, n, d, K, V, &s->o));
     if (r == NULL) return;
     gc_fill_normal(r, s->z, V * n * d, 0.0, 1.0);
     gc_fill_normal(r, s->c, K * d, 0.0, 1.0);
@@ -697,7 +724,7 @@ static void test_swav_sinkhorn(void **state)
     gc_fill_normal(&r, s, n * K, 0.0, 0.4);
     for (int iters = 0; iters <= 1000; iters += iters < 3 ? 1 : 997) {
         memcpy(q, s, (size_t)(n * K) * sizeof *q);
-        assert_int_equal(ssl_swav_sinkhorn(NULL, q, n, K, 0.05, iters, wk), 0);
+        assert_int_equal(ssl_swav_sinkhorn(q, n, K, 0.05, iters, NULL, wk), 0);
         sinkhorn_naive(want, s, n, K, 0.05, iters);
         double err = max_abs_diff(q, want, n * K), row = 0.0, col = 0.0;
         for (int64_t i = 0; i < n; i++) {
@@ -731,12 +758,12 @@ static void test_swav_grad(void **state)
     int bad = 0;
     const int crops[2] = {2, 4}; /* 2 large; 2 large + 2 small */
     for (int t = 0; t < 2; t++) {
-        struct swavctx s = {.o = ssl_swav_default_opts()};
+        struct swavctx s = {.o = ssl_swav_defaults()};
         swavctx_alloc(&s, crops[t], 5, 4, 6, &r);
         /* codes at the unperturbed point, then held fixed (they are a stop-gradient) */
         double *gz = xalloc(s.V * s.n * s.d), *gc = xalloc(s.K * s.d);
         double full =
-            ssl_swav_loss(NULL, gz, gc, s.z, s.c, s.V, s.n, s.d, s.K, &s.o, s.codes, s.work);
+            swav_value(s.codes, gz, gc, s.z, s.c, s.n, s.d, s.K, s.V, &s.o, NULL, s.work);
         swav_backward_cb(&s);
         printf("[swav_grad] V=%d: loss %.15f; with the codes given %.15f\n", s.V, full,
                swav_loss_cb(&s));
@@ -769,20 +796,20 @@ static void test_swav_value(void **state)
     (void)state;
     struct ssl_rng r;
     gc_rng_begin(&r, "contrastive_swav_value");
-    struct ssl_swav_opts d0 = ssl_swav_default_opts();
+    struct ssl_swav_opts d0 = ssl_swav_defaults();
     assert_true(d0.temperature == 0.1 && d0.epsilon == 0.05 && d0.sinkhorn_iterations == 3 &&
                 d0.n_assign == 2);
     for (int V = 2; V <= 5; V += 3) {
         struct swavctx s = {.o = d0};
         swavctx_alloc(&s, V, 7, 4, 5, &r);
         double got =
-            ssl_swav_loss(NULL, NULL, NULL, s.z, s.c, V, s.n, s.d, s.K, &s.o, NULL, s.work);
+            swav_value(NULL, NULL, NULL, s.z, s.c, s.n, s.d, s.K, V, &s.o, NULL, s.work);
         double want = swav_naive(s.z, s.c, V, s.n, s.d, s.K, &s.o);
         printf("[swav_value] V=%d: %.15f naive %.15f\n", V, got, want);
         assert_true(close_rel(got, want, 1e-12));
         /* one assignment crop */
         s.o.n_assign = 1;
-        got = ssl_swav_loss(NULL, NULL, NULL, s.z, s.c, V, s.n, s.d, s.K, &s.o, NULL, s.work);
+        got = swav_value(NULL, NULL, NULL, s.z, s.c, s.n, s.d, s.K, V, &s.o, NULL, s.work);
         want = swav_naive(s.z, s.c, V, s.n, s.d, s.K, &s.o);
         assert_true(close_rel(got, want, 1e-12));
         swavctx_free(&s);
@@ -794,7 +821,7 @@ static void test_swav_value(void **state)
     for (int64_t k = 0; k < s.K; k++)
         for (int64_t j = 0; j < s.d; j++) s.c[k * s.d + j] = (double)(j + 1) / sqrt(14.0);
     double got =
-        ssl_swav_loss(NULL, NULL, NULL, s.z, s.c, s.V, s.n, s.d, s.K, &s.o, s.codes, s.work);
+        swav_value(s.codes, NULL, NULL, s.z, s.c, s.n, s.d, s.K, s.V, &s.o, NULL, s.work);
     printf("[swav_value] identical prototypes %.15f, log K = %.15f\n", got, log(7.0));
     assert_true(close_rel(got, log(7.0), 1e-13));
     for (int64_t e = 0; e < s.o.n_assign * s.n * s.K; e++)
@@ -812,20 +839,20 @@ static void test_swav_global(void **state)
     struct ssl_rng r;
     gc_rng_begin(&r, "contrastive_swav_global");
     const int P = 3, V = 4;
-    struct swavctx loc = {.o = ssl_swav_default_opts()};
+    struct swavctx loc = {.o = ssl_swav_defaults()};
     swavctx_alloc(&loc, V, 3, 4, 5, &r);
-    struct swavctx one = {.o = ssl_swav_default_opts()};
+    struct swavctx one = {.o = ssl_swav_defaults()};
     swavctx_alloc(&one, V, P * loc.n, loc.d, loc.K, NULL);
     for (int v = 0; v < V; v++)
         duplicate(one.z + v * one.n * one.d, loc.z + v * loc.n * loc.d, loc.n, loc.d, P);
     memcpy(one.c, loc.c, (size_t)(loc.K * loc.d) * sizeof *one.c);
-    double want = ssl_swav_loss(NULL, one.dz, one.dc, one.z, one.c, V, one.n, one.d, one.K, &one.o,
-                                one.codes, one.work);
+    double want = swav_value(one.codes, one.dz, one.dc, one.z, one.c, one.n, one.d, one.K, V,
+                             &one.o, NULL, one.work);
     struct fake f = {.P = P, .rank = 2};
     struct ssl_loss_comm comm = fake_comm(&f);
     struct ssl_loss_ctx lc = {.comm = &comm};
-    double got = ssl_swav_loss(&lc, loc.dz, loc.dc, loc.z, loc.c, V, loc.n, loc.d, loc.K, &loc.o,
-                               loc.codes, loc.work);
+    double got = swav_value(loc.codes, loc.dz, loc.dc, loc.z, loc.c, loc.n, loc.d, loc.K, V,
+                            &loc.o, &lc, loc.work);
     double ez = 0.0, eq = 0.0, ec = 0.0;
     for (int v = 0; v < V; v++)
         ez = fmax(ez, max_abs_diff(loc.dz + v * loc.n * loc.d,
@@ -992,23 +1019,24 @@ static void test_replay_ranks(void **state)
     ssl_swav_normalize_prototypes(c, K, d);
     ssl_moco_queue_init(queue, K, d, &r);
     /* one process */
-    struct ssl_simclr_opts so = ssl_simclr_default_opts();
-    struct ssl_moco_opts mo = ssl_moco_default_opts();
-    struct ssl_swav_opts wo = ssl_swav_default_opts();
+    struct ssl_simclr_opts so = ssl_simclr_defaults();
+    struct ssl_moco_opts mo = ssl_moco_defaults();
+    struct ssl_swav_opts wo = ssl_swav_defaults();
     double *ga = xalloc(N * d), *gb = xalloc(N * d), *gz = xalloc(V * N * d), *gc = xalloc(K * d);
-    double *w1 = xalloc(ssl_simclr_ctx_work_elems(NULL, N, d));
-    double *w2 = xalloc(ssl_moco_work_elems(N, d, K));
-    double *w3 = xalloc(ssl_swav_work_elems(V, N, d, K, wo.n_assign));
-    double Ls = ssl_simclr_loss_ctx(NULL, ga, gb, a, b, N, d, &so, w1);
-    double Lm = ssl_moco_loss(NULL, NULL, a, k1, queue, K, N, d, &mo, w2);
-    double Lw = ssl_swav_loss(NULL, gz, gc, z, c, V, N, d, K, &wo, NULL, w3);
+    double *w1 = xalloc(ssl_simclr_nt_xent_work_elems(NULL, N, d, &so));
+    double *w2 = xalloc(ssl_moco_work_elems(NULL, N, d, K, &mo));
+    double *w3 = xalloc(ssl_swav_work_elems(NULL, N, d, K, V, &wo));
+    double Ls, Lm;
+    assert_int_equal(ssl_simclr_nt_xent_loss(&Ls, ga, gb, a, b, N, d, &so, NULL, w1), 0);
+    assert_int_equal(ssl_moco_loss(&Lm, NULL, a, k1, queue, N, d, K, &mo, NULL, w2), 0);
+    double Lw = swav_value(NULL, gz, gc, z, c, N, d, K, V, &wo, NULL, w3);
     /* P ranks */
     double *la = xalloc(N * d), *lb = xalloc(N * d), *lz = xalloc(V * n * d),
            *lgz = xalloc(V * N * d);
     double *lgc = xalloc(K * d), *dc_rank = xalloc(K * d);
-    double *e1 = xalloc(ssl_simclr_ctx_work_elems(&lc, n, d)),
-           *e2 = xalloc(ssl_moco_work_elems(n, d, K));
-    double *e3 = xalloc(ssl_swav_work_elems(V, n, d, K, wo.n_assign));
+    double *e1 = xalloc(ssl_simclr_nt_xent_work_elems(&lc, n, d, &so)),
+           *e2 = xalloc(ssl_moco_work_elems(&lc, n, d, K, &mo));
+    double *e3 = xalloc(ssl_swav_work_elems(&lc, n, d, K, V, &wo));
     double *e4 = xalloc(ssl_moco_enqueue_work_elems(&lc, n, d));
     double *mqueue = xalloc(2 * N * d), *oqueue = xalloc(2 * N * d),
            *ew = xalloc(ssl_moco_enqueue_work_elems(NULL, N, d));
@@ -1023,20 +1051,23 @@ static void test_replay_ranks(void **state)
         for (int rk = 0; rk < P; rk++) {
             rp_begin(f, rk);
             int64_t o = rk * n * d;
-            Rs[rk] = ssl_simclr_loss_ctx(&lc, la + o, lb + o, a + o, b + o, n, d, &so, e1);
-            Rm[rk] = ssl_moco_loss(&lc, NULL, a + o, k1 + o, queue, K, n, d, &mo, e2);
+            assert_int_equal(
+                ssl_simclr_nt_xent_loss(&Rs[rk], la + o, lb + o, a + o, b + o, n, d, &so, &lc, e1),
+                0);
+            assert_int_equal(
+                ssl_moco_loss(&Rm[rk], NULL, a + o, k1 + o, queue, n, d, K, &mo, &lc, e2), 0);
             for (int v = 0; v < V; v++)
                 memcpy(lz + v * n * d, z + (v * N * d) + o, (size_t)(n * d) * sizeof *lz);
             memset(dc_rank, 0, (size_t)(K * d) * sizeof *dc_rank);
             double *lgz_r = xalloc(V * n * d);
-            Rw[rk] = ssl_swav_loss(&lc, lgz_r, dc_rank, lz, c, V, n, d, K, &wo, NULL, e3);
+            Rw[rk] = swav_value(NULL, lgz_r, dc_rank, lz, c, n, d, K, V, &wo, &lc, e3);
             for (int v = 0; v < V; v++)
                 memcpy(lgz + v * N * d + o, lgz_r + v * n * d, (size_t)(n * d) * sizeof *lgz);
             for (int64_t e = 0; e < K * d; e++) lgc[e] += dc_rank[e]; /* the trainer's allreduce */
             free(lgz_r);
             ptr = 0;
             assert_int_equal(
-                ssl_moco_enqueue(&lc, mqueue, 2 * N, &ptr, k1 + o, k2 + o, n, d, e4, &err), SSL_OK);
+                ssl_moco_enqueue(mqueue, &ptr, k1 + o, k2 + o, n, d, 2 * N, &lc, e4, &err), SSL_OK);
         }
         rp_end_pass(f);
     }
@@ -1046,7 +1077,7 @@ static void test_replay_ranks(void **state)
         double *kk = xalloc(2 * n * d);
         memcpy(kk, k1 + o, (size_t)(n * d) * sizeof *kk);
         memcpy(kk + n * d, k2 + o, (size_t)(n * d) * sizeof *kk);
-        assert_int_equal(ssl_moco_enqueue(NULL, oqueue, 2 * N, &optr, kk, NULL, 2 * n, d, ew, &err),
+        assert_int_equal(ssl_moco_enqueue(oqueue, &optr, kk, NULL, 2 * n, d, 2 * N, NULL, ew, &err),
                          SSL_OK);
         free(kk);
     }
@@ -1095,6 +1126,131 @@ static void test_replay_ranks(void **state)
     free(f);
 }
 
+/* ------------------------------------------------------------------------------------------
+ * The status convention (contrastive.h): 0 and the value; otherwise the code and NAN.
+ * ------------------------------------------------------------------------------------------ */
+
+static int failing_sum(void *ctx, double *v, int64_t n)
+{
+    (void)ctx;
+    (void)v;
+    (void)n;
+    return 7;
+}
+
+static int failing_gather(void *ctx, const double *local, int64_t rows, int64_t cols,
+                          double *global, int64_t *offset)
+{
+    (void)ctx;
+    (void)local;
+    (void)rows;
+    (void)cols;
+    (void)global;
+    (void)offset;
+    return 9;
+}
+
+static void test_status(void **state)
+{
+    (void)state;
+    struct ssl_rng r;
+    gc_rng_begin(&r, "contrastive_status");
+    const int64_t n = 4, d = 3, K = 5, V = 2;
+    double *a = xalloc(n * d), *b = xalloc(n * d), *z = xalloc(V * n * d), *c = xalloc(K * d);
+    double *queue = xalloc(K * d), *codes = xalloc(2 * n * K), *da = xalloc(n * d);
+    double *ws = xalloc(ssl_simclr_nt_xent_work_elems(NULL, n, d, NULL));
+    double *wm = xalloc(ssl_moco_work_elems(NULL, n, d, K, NULL));
+    double *ww = xalloc(ssl_swav_work_elems(NULL, n, d, K, V, NULL));
+    double *we = xalloc(ssl_moco_enqueue_work_elems(NULL, n, d));
+    gc_fill_normal(&r, a, n * d, 0.0, 1.0);
+    gc_fill_normal(&r, b, n * d, 0.0, 1.0);
+    gc_fill_normal(&r, z, V * n * d, 0.0, 1.0);
+    gc_fill_normal(&r, c, K * d, 0.0, 1.0);
+    ssl_swav_normalize_prototypes(c, K, d);
+    ssl_moco_queue_init(queue, K, d, &r);
+    for (int64_t e = 0; e < 2 * n * K; e++) codes[e] = 1.0 / (double)K;
+    /* NULL opts are the defaults */
+    struct ssl_simclr_opts so = ssl_simclr_defaults();
+    struct ssl_moco_opts mo = ssl_moco_defaults();
+    struct ssl_swav_opts wo = ssl_swav_defaults();
+    double v1, v2;
+    assert_int_equal(ssl_simclr_nt_xent_loss(&v1, NULL, NULL, a, b, n, d, NULL, NULL, ws), 0);
+    assert_int_equal(ssl_simclr_nt_xent_loss(&v2, NULL, NULL, a, b, n, d, &so, NULL, ws), 0);
+    assert_true(v1 == v2);
+    assert_int_equal(ssl_moco_loss(&v1, NULL, a, b, queue, n, d, K, NULL, NULL, wm), 0);
+    assert_int_equal(ssl_moco_loss(&v2, NULL, a, b, queue, n, d, K, &mo, NULL, wm), 0);
+    assert_true(v1 == v2);
+    assert_int_equal(ssl_swav_loss(&v1, NULL, NULL, NULL, z, c, n, d, K, V, NULL, NULL, ww), 0);
+    assert_int_equal(ssl_swav_loss(&v2, NULL, NULL, NULL, z, c, n, d, K, V, &wo, NULL, ww), 0);
+    assert_true(v1 == v2);
+    /* options that do not fit the shapes: SSL_E_USAGE and NAN */
+    struct ssl_swav_opts bad = wo;
+    bad.n_assign = 3;
+    v1 = 0.0;
+    assert_int_equal(ssl_swav_loss(&v1, NULL, NULL, NULL, z, c, n, d, K, V, &bad, NULL, ww),
+                     SSL_E_USAGE);
+    assert_true(isnan(v1));
+    v1 = 0.0;
+    assert_int_equal(
+        ssl_swav_codes_loss(&v1, NULL, NULL, z, c, codes, n, d, K, 1, NULL, NULL, ww),
+        SSL_E_USAGE);
+    assert_true(isnan(v1));
+    /* a non-finite value: SSL_E_NONFINITE and NAN */
+    double keep = a[1];
+    a[1] = NAN;
+    v1 = 0.0;
+    assert_int_equal(ssl_simclr_nt_xent_loss(&v1, da, NULL, a, b, n, d, NULL, NULL, ws),
+                     SSL_E_NONFINITE);
+    assert_true(isnan(v1));
+    v1 = 0.0;
+    assert_int_equal(ssl_moco_sym_loss(&v1, da, da, a, b, b, a, queue, n, d, K, NULL, NULL, wm),
+                     SSL_E_NONFINITE);
+    assert_true(isnan(v1));
+    a[1] = keep;
+    keep = z[2];
+    z[2] = INFINITY;
+    v1 = 0.0;
+    assert_int_equal(ssl_swav_codes_loss(&v1, NULL, NULL, z, c, codes, n, d, K, V, NULL, NULL, ww),
+                     SSL_E_NONFINITE);
+    assert_true(isnan(v1));
+    z[2] = keep;
+    /* a failed comm operation: its own code and NAN */
+    struct ssl_loss_comm fc = {.sum = failing_sum, .gather = failing_gather};
+    struct ssl_loss_ctx lc = {.comm = &fc};
+    v1 = 0.0;
+    assert_int_equal(ssl_simclr_nt_xent_loss(&v1, NULL, NULL, a, b, n, d, NULL, &lc, ws), 9);
+    assert_true(isnan(v1));
+    struct ssl_loss_comm sc = {.sum = failing_sum};
+    struct ssl_loss_ctx slc = {.comm = &sc};
+    v1 = 0.0;
+    assert_int_equal(ssl_simclr_nt_xent_loss(&v1, NULL, NULL, a, b, n, d, NULL, &slc, ws), 7);
+    assert_true(isnan(v1));
+    v1 = 0.0;
+    assert_int_equal(ssl_moco_loss(&v1, NULL, a, b, queue, n, d, K, NULL, &slc, wm), 7);
+    assert_true(isnan(v1));
+    v1 = 0.0;
+    assert_int_equal(ssl_swav_loss(&v1, NULL, NULL, NULL, z, c, n, d, K, V, NULL, &slc, ww), 7);
+    assert_true(isnan(v1));
+    struct ssl_error err = {0};
+    int64_t ptr = 0;
+    double *big = xalloc(2 * n * d);
+    assert_int_equal(ssl_moco_enqueue(big, &ptr, a, NULL, n, d, 2 * n, &lc, we, &err), 9);
+    printf("[status] enqueue with a failed gather: %d, %s\n", (int)err.code, err.msg);
+    assert_int_equal(ptr, 0);
+    free(big);
+    free(a);
+    free(b);
+    free(z);
+    free(c);
+    free(queue);
+    free(codes);
+    free(da);
+    free(ws);
+    free(wm);
+    free(ww);
+    free(we);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1104,6 +1260,7 @@ int main(void)
         cmocka_unit_test(test_moco_enqueue),  cmocka_unit_test(test_swav_sinkhorn),
         cmocka_unit_test(test_swav_grad),     cmocka_unit_test(test_swav_value),
         cmocka_unit_test(test_swav_global),   cmocka_unit_test(test_replay_ranks),
+        cmocka_unit_test(test_status),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,7 +7,8 @@
  *   - a second computation of every value, naive loops straight from the official formulas
  *     (RDM through dgesvd's thin SVD, not the library's eigendecomposition route);
  *   - known values (identical, opposite, orthogonal pairs; sigma = 0; equal singular values;
- *     the zero-norm row of BYOL's clamped normalisation; NaN for an ill-defined log map);
+ *     the zero-norm row of BYOL's clamped normalisation; SSL_E_NONFINITE and NaN for an
+ *     ill-defined log map, SSL_E_USAGE for an out-of-range option);
  *   - the global batch through a fake comm of P = 2, 3 ranks that all hold the same rows: the
  *     value equals the one-process value on the P-times-duplicated batch and each rank's
  *     gradient equals that batch's gradient of its block (all three losses are global-batch
@@ -26,6 +27,7 @@
 #include <cmocka.h>
 #include <lapacke.h>
 
+#include "check.h"
 #include "gradcheck.h"
 #include "losses/loss.h"
 #include "losses/predictive.h"
@@ -205,46 +207,59 @@ struct pctx {
     double *w1, *w2; /* (d, d) frozen online maps (RDM online), else NULL */
 };
 
-static int64_t work_elems(enum which w, int64_t n, int64_t ng, int64_t d)
+static int64_t work_elems(enum which w, const struct ssl_loss_ctx *lctx, int64_t n, int64_t d)
 {
     switch (w) {
-    case W_BYOL: return ssl_byol_work_elems(n, d);
-    case W_SIMSIAM: return ssl_simsiam_work_elems(n, d);
-    case W_RDM: return ssl_rdm_work_elems(n, ng, d);
+    case W_BYOL: return ssl_byol_work_elems(lctx, n, d, NULL);
+    case W_SIMSIAM: return ssl_simsiam_work_elems(lctx, n, d, NULL);
+    case W_RDM: return ssl_rdm_work_elems(lctx, n, d, NULL);
     }
     return 0;
 }
 
-static double run(struct pctx *c, double *dp1, double *dp2)
+/* The loss's status; *value as the loss left it. */
+static int run_rc(struct pctx *c, double *value, double *dp1, double *dp2)
 {
+    *value = 0.0; /* a failure must overwrite it with NAN */
     switch (c->which) {
     case W_BYOL:
-        return ssl_byol_loss(dp1, dp2, c->p1, c->p2, c->t1, c->t2, c->n, c->d, NULL, c->lctx,
-                             c->work);
+        return ssl_byol_loss(value, dp1, dp2, c->p1, c->p2, c->t1, c->t2, c->n, c->d, NULL,
+                             c->lctx, c->work);
     case W_SIMSIAM:
-        return ssl_simsiam_loss(dp1, dp2, c->p1, c->p2, c->t1, c->t2, c->n, c->d, NULL, c->lctx,
-                                c->work);
+        return ssl_simsiam_loss(value, dp1, dp2, c->p1, c->p2, c->t1, c->t2, c->n, c->d, NULL,
+                                c->lctx, c->work);
     case W_RDM:
-        return ssl_rdm_loss(dp1, dp2, c->p1, c->p2, c->t1, c->t2, c->n, c->d, &c->rdm, c->lctx,
-                            c->work);
+        return ssl_rdm_loss(value, dp1, dp2, c->p1, c->p2, c->t1, c->t2, c->n, c->d, &c->rdm,
+                            c->lctx, c->work);
     }
-    return NAN;
+    return -1;
 }
 
-static void pctx_init(struct pctx *c, enum which w, int64_t n, int64_t d, int64_t ng)
+/* A run that must succeed: status 0, the value returned. */
+static double run(struct pctx *c, double *dp1, double *dp2)
+{
+    double v = NAN;
+    assert_int_equal(run_rc(c, &v, dp1, dp2), 0);
+    return v;
+}
+
+/* lctx: the ctx the loss will run with (RDM's workspace depends on its global rows). */
+static void pctx_init(struct pctx *c, enum which w, int64_t n, int64_t d,
+                      const struct ssl_loss_ctx *lctx)
 {
     memset(c, 0, sizeof *c);
     c->which = w;
     c->n = n;
     c->d = d;
+    c->lctx = lctx;
     c->p1 = xalloc(n * d);
     c->p2 = xalloc(n * d);
     c->t1 = xalloc(n * d);
     c->t2 = xalloc(n * d);
     c->dp1 = xalloc(n * d);
     c->dp2 = xalloc(n * d);
-    c->work = xalloc(work_elems(w, n, ng, d));
-    c->rdm = SSL_RDM_OPTS_DEFAULT;
+    c->work = xalloc(work_elems(w, lctx, n, d));
+    c->rdm = ssl_rdm_defaults();
 }
 
 static void pctx_fill(struct pctx *c, struct ssl_rng *r)
@@ -317,7 +332,7 @@ static void test_byol_simsiam_grad(void **state)
     int bad = 0;
     for (int w = W_BYOL; w <= W_SIMSIAM; w++) {
         struct pctx c;
-        pctx_init(&c, (enum which)w, 6, 5, 6);
+        pctx_init(&c, (enum which)w, 6, 5, NULL);
         pctx_fill(&c, &r);
         bad += check_grads(&c, &r, which_name[w]);
         pctx_free(&c);
@@ -332,8 +347,8 @@ static void test_byol_simsiam_values(void **state)
     gc_rng_begin(&r, "predictive_byol_simsiam_values");
     const int64_t n = 7, d = 5;
     struct pctx b, s;
-    pctx_init(&b, W_BYOL, n, d, n);
-    pctx_init(&s, W_SIMSIAM, n, d, n);
+    pctx_init(&b, W_BYOL, n, d, NULL);
+    pctx_init(&s, W_SIMSIAM, n, d, NULL);
     for (int rep = 0; rep < 3; rep++) {
         pctx_fill(&b, &r);
         memcpy(s.p1, b.p1, sizeof(double) * (size_t)(n * d));
@@ -421,7 +436,7 @@ static void test_rdm_grad(void **state)
             for (int k = 0; k < 7; k++) {
                 struct shape sh = rdm_shapes[si];
                 struct pctx c;
-                pctx_init(&c, W_RDM, sh.n, sh.d, sh.n);
+                pctx_init(&c, W_RDM, sh.n, sh.d, NULL);
                 pctx_fill(&c, &r);
                 c.rdm.base = (enum ssl_rdm_base)base;
                 if (k < 4) {
@@ -453,8 +468,8 @@ static void test_rdm_values(void **state)
         struct shape sh = rdm_shapes[si];
         int64_t n = sh.n, d = sh.d;
         struct pctx c, s;
-        pctx_init(&c, W_RDM, n, d, n);
-        pctx_init(&s, W_SIMSIAM, n, d, n);
+        pctx_init(&c, W_RDM, n, d, NULL);
+        pctx_init(&s, W_SIMSIAM, n, d, NULL);
         pctx_fill(&c, &r);
         memcpy(s.p1, c.p1, sizeof(double) * (size_t)(n * d));
         memcpy(s.p2, c.p2, sizeof(double) * (size_t)(n * d));
@@ -495,8 +510,8 @@ static void test_rdm_values(void **state)
     {
         const int64_t n = 4, d = 4;
         struct pctx c, s;
-        pctx_init(&c, W_RDM, n, d, n);
-        pctx_init(&s, W_SIMSIAM, n, d, n);
+        pctx_init(&c, W_RDM, n, d, NULL);
+        pctx_init(&s, W_SIMSIAM, n, d, NULL);
         pctx_fill(&c, &r);
         memset(c.p1, 0, sizeof(double) * (size_t)(n * d));
         memset(c.p2, 0, sizeof(double) * (size_t)(n * d));
@@ -522,12 +537,19 @@ static void test_rdm_values(void **state)
         run(&s, s.dp1, NULL);
         for (int64_t i = 0; i < n * d; i++) expect_close(c.dp1[i], s.dp1[i], 1e-12, "rdm grad");
 
-        /* a rank-deficient p (two equal columns): log(0) makes the map ill-defined -> NaN;
-         * poly with sigma > 0 drops the zero singular value (its exact limit) */
+        /* a rank-deficient p (two equal columns): log(0) makes the map ill-defined ->
+         * SSL_E_NONFINITE, NaN; poly with sigma > 0 drops the zero singular value (its exact
+         * limit) */
         pctx_fill(&c, &r);
         for (int64_t i = 0; i < n; i++) c.p1[i * d + 3] = c.p1[i * d + 2];
         c.rdm.pred_type = SSL_RDM_PRED_LOG;
-        assert_true(isnan(run(&c, NULL, NULL)));
+        double bad_v = 0.0;
+        assert_int_equal(run_rc(&c, &bad_v, NULL, NULL), SSL_E_NONFINITE);
+        assert_true(isnan(bad_v));
+        /* options out of range: SSL_E_USAGE, NAN */
+        c.rdm.pred_type = (enum ssl_rdm_pred)7;
+        assert_int_equal(run_rc(&c, &bad_v, NULL, NULL), SSL_E_USAGE);
+        assert_true(isnan(bad_v));
         c.rdm.pred_type = SSL_RDM_PRED_POLY;
         c.rdm.sigma = 1.0;
         double v = run(&c, NULL, NULL);
@@ -637,9 +659,8 @@ static void test_global_batch(void **state)
                                      .scatter = fake_scatter, .global_rows = fake_rows, .ctx = &f};
         struct ssl_loss_ctx lctx = {.comm = &comm};
         struct pctx loc, one;
-        pctx_init(&loc, g.which, n, d, N);
-        pctx_init(&one, g.which, N, d, N);
-        loc.lctx = &lctx;
+        pctx_init(&loc, g.which, n, d, &lctx);
+        pctx_init(&one, g.which, N, d, NULL);
         loc.rdm.location = one.rdm.location = g.loc;
         loc.rdm.pred_type = one.rdm.pred_type = g.pred;
         loc.rdm.base = one.rdm.base = ci % 2 ? SSL_RDM_BASE_BYOL : SSL_RDM_BASE_SIMSIAM;
@@ -660,9 +681,11 @@ static void test_global_batch(void **state)
             expect_close(loc.dp2[i], one.dp2[i], 1e-11, name);
         }
         printf("[predictive] %s: value %.12g ok\n", name, vl);
-        /* a failing comm gives NaN, never a partial value */
+        /* a failing comm gives its own code and NaN, never a partial value */
         f.fail = true;
-        assert_true(isnan(run(&loc, NULL, NULL)));
+        double fv = 0.0;
+        assert_int_equal(run_rc(&loc, &fv, NULL, NULL), -1);
+        assert_true(isnan(fv));
         pctx_free(&loc);
         pctx_free(&one);
     }

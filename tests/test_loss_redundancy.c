@@ -3,7 +3,7 @@
  *   - central-difference gradient checks of both inputs, for each loss, each statistics path
  *     (FEATURE (d, d) and INSTANCE (n, n) Gram) with n < d and n > d, each Zero-CL mode (the
  *     whitening W is a detached constant, so it is frozen at the checked point through
- *     ssl_zerocl_options.whiten and the finite differences see the same function);
+ *     ssl_zerocl_opts.whiten and the finite differences see the same function);
  *   - accumulate (+=) and NULL-gradient checks;
  *   - a second, independent computation of every value by naive loops straight from the
  *     official formulas, the two paths against each other, W against its definition
@@ -14,7 +14,9 @@
  *     equal one process on the P-times duplicated batch, value and the gradient of the rank's
  *     own rows; Zero-CL (per-rank standardisation and whitening, summed c diagonal) must equal
  *     one process on the local batch in value, with 1/P of its gradient (each rank's rows make
- *     1/P of c).
+ *     1/P of c);
+ *   - the status convention: a failing comm's code is returned and the value is NAN; NULL
+ *     options are the defaults.
  * The seed is printed by gc_rng_begin (override with SSL_TEST_SEED). */
 #include <math.h>
 #include <setjmp.h>
@@ -69,9 +71,9 @@ struct lctx {
     enum kind kind;
     int64_t n, d;
     double *a, *b, *da, *db;
-    struct ssl_barlow_options bo;
-    struct ssl_vicreg_options vo;
-    struct ssl_zerocl_options zo;
+    struct ssl_barlow_opts bo;
+    struct ssl_vicreg_opts vo;
+    struct ssl_zerocl_opts zo;
     const struct ssl_loss_ctx *c;
     double *work;
 };
@@ -79,9 +81,9 @@ struct lctx {
 static int64_t lwork(const struct lctx *l)
 {
     switch (l->kind) {
-    case K_BARLOW: return ssl_barlow_forward_work_elems(l->c, l->n, l->d, &l->bo);
-    case K_VICREG: return ssl_vicreg_forward_work_elems(l->c, l->n, l->d, &l->vo);
-    default: return ssl_zerocl_forward_work_elems(l->c, l->n, l->d, &l->zo);
+    case K_BARLOW: return ssl_barlow_work_elems(l->c, l->n, l->d, &l->bo);
+    case K_VICREG: return ssl_vicreg_full_work_elems(l->c, l->n, l->d, &l->vo);
+    default: return ssl_zerocl_work_elems(l->c, l->n, l->d, &l->zo);
     }
 }
 
@@ -91,13 +93,14 @@ static double lrun(struct lctx *l, double *da, double *db, double *terms)
     int rc;
     switch (l->kind) {
     case K_BARLOW:
-        rc = ssl_barlow_forward(&v, da, db, l->a, l->b, l->n, l->d, &l->bo, l->c, terms, l->work);
+        rc = ssl_barlow_loss(&v, terms, da, db, l->a, l->b, l->n, l->d, &l->bo, l->c, l->work);
         break;
     case K_VICREG:
-        rc = ssl_vicreg_forward(&v, da, db, l->a, l->b, l->n, l->d, &l->vo, l->c, terms, l->work);
+        rc = ssl_vicreg_full_loss(&v, terms, da, db, l->a, l->b, l->n, l->d, &l->vo, l->c,
+                                  l->work);
         break;
     default:
-        rc = ssl_zerocl_forward(&v, da, db, l->a, l->b, l->n, l->d, &l->zo, l->c, terms, l->work);
+        rc = ssl_zerocl_loss(&v, terms, da, db, l->a, l->b, l->n, l->d, &l->zo, l->c, l->work);
         break;
     }
     assert_int_equal(rc, 0);
@@ -134,8 +137,8 @@ static void lfree(struct lctx *l)
 static void lwork_all_paths(struct lctx *l)
 {
     int64_t w = 0;
-    struct ssl_barlow_options bo = l->bo;
-    struct ssl_vicreg_options vo = l->vo;
+    struct ssl_barlow_opts bo = l->bo;
+    struct ssl_vicreg_opts vo = l->vo;
     for (int p = 0; p < 3; p++) {
         l->bo.path = (enum ssl_redundancy_path)p;
         l->vo.path = (enum ssl_redundancy_path)p;
@@ -201,7 +204,7 @@ static double naive_barlow(const double *a, const double *b, int64_t n, int64_t 
 
 /* facebookresearch/vicreg main_vicreg.py VICReg.forward. */
 static double naive_vicreg(const double *a, const double *b, int64_t n, int64_t d,
-                           const struct ssl_vicreg_options *o)
+                           const struct ssl_vicreg_opts *o)
 {
     double repr = 0.0;
     for (int64_t i = 0; i < n * d; i++) repr += (a[i] - b[i]) * (a[i] - b[i]);
@@ -236,7 +239,7 @@ static double naive_vicreg(const double *a, const double *b, int64_t n, int64_t 
 
 /* Sherrylone/Zero-CL ImageNet-100/main.py fea_loss / ins_loss with the given W (2, m, m). */
 static double naive_zerocl(const double *a, const double *b, int64_t n, int64_t d,
-                           const struct ssl_zerocl_options *o, const double *w)
+                           const struct ssl_zerocl_opts *o, const double *w)
 {
     bool fcl = o->mode == SSL_ZEROCL_FCL;
     int64_t m = fcl ? d : n;
@@ -660,6 +663,67 @@ static void test_global_fake_comm(void **state)
     }
 }
 
+/* ------------------------------------------------------------------------------------------
+ * Status convention: a comm error is returned as is, with *value NAN; o NULL = defaults
+ * ------------------------------------------------------------------------------------------ */
+
+static int failing_sum(void *ctx, double *values, int64_t n)
+{
+    (void)ctx;
+    (void)values;
+    (void)n;
+    return 7;
+}
+
+static void test_status_convention(void **state)
+{
+    (void)state;
+    struct ssl_rng r;
+    gc_rng_begin(&r, "loss_redundancy_status");
+    struct ssl_loss_comm comm = {.sum = failing_sum};
+    struct ssl_loss_ctx bad = {.comm = &comm};
+    const int64_t n = 7, d = 5;
+    for (int k = 0; k < 3; k++) {
+        struct config cf = {"status", (enum kind)k, n, d, SSL_REDUNDANCY_PATH_AUTO,
+                            SSL_ZEROCL_FCL, 1.0};
+        struct lctx l;
+        setup(&l, &cf);
+        fill_views(&r, &l, 1.0);
+        /* NULL options: the official defaults (Barlow's lambd, unlike setup's 0.3) */
+        int64_t w = k == K_BARLOW   ? ssl_barlow_work_elems(&bad, n, d, NULL)
+                    : k == K_VICREG ? ssl_vicreg_full_work_elems(&bad, n, d, NULL)
+                                    : ssl_zerocl_work_elems(&bad, n, d, NULL);
+        double *work = xalloc(w), v0 = 0.0, v1 = 0.0, t0[3] = {0}, t1[3] = {0};
+        int rc0, rc1;
+        l.bo = ssl_barlow_defaults();
+        if (k == K_BARLOW) {
+            rc0 = ssl_barlow_loss(&v0, t0, NULL, NULL, l.a, l.b, n, d, NULL, NULL, work);
+            rc1 = ssl_barlow_loss(&v1, t1, NULL, NULL, l.a, l.b, n, d, &l.bo, NULL, work);
+        } else if (k == K_VICREG) {
+            rc0 = ssl_vicreg_full_loss(&v0, t0, NULL, NULL, l.a, l.b, n, d, NULL, NULL, work);
+            rc1 = ssl_vicreg_full_loss(&v1, t1, NULL, NULL, l.a, l.b, n, d, &l.vo, NULL, work);
+        } else {
+            rc0 = ssl_zerocl_loss(&v0, NULL, NULL, NULL, l.a, l.b, n, d, NULL, NULL, work);
+            rc1 = ssl_zerocl_loss(&v1, NULL, NULL, NULL, l.a, l.b, n, d, &l.zo, NULL, work);
+        }
+        assert_int_equal(rc0, 0);
+        assert_int_equal(rc1, 0);
+        assert_true(v0 == v1 && memcmp(t0, t1, sizeof t0) == 0);
+        /* a comm whose sum fails: its code comes back, the value is NAN */
+        double v = 0.0;
+        int rc = k == K_BARLOW
+                     ? ssl_barlow_loss(&v, NULL, l.da, l.db, l.a, l.b, n, d, NULL, &bad, work)
+                 : k == K_VICREG
+                     ? ssl_vicreg_full_loss(&v, NULL, l.da, l.db, l.a, l.b, n, d, NULL, &bad, work)
+                     : ssl_zerocl_loss(&v, NULL, l.da, l.db, l.a, l.b, n, d, NULL, &bad, work);
+        printf("[status] %s: rc %d, value %g\n", kname(cf.kind), rc, v);
+        assert_int_equal(rc, 7);
+        assert_true(isnan(v));
+        free(work);
+        lfree(&l);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -670,6 +734,7 @@ int main(void)
         cmocka_unit_test(test_vicreg_wrapper),
         cmocka_unit_test(test_known_values),
         cmocka_unit_test(test_global_fake_comm),
+        cmocka_unit_test(test_status_convention),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

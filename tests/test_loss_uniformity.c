@@ -6,9 +6,10 @@
  * eigenvalue solver instead of LAPACK), agreement of the covariance and Gram routes, agreement
  * with src/metrics.h where the definitions coincide, known values (W2 = 0 for exact N(0, I/D)
  * moments, W2^2 = 1 + (1 - sqrt(D eps))^2 at full collapse, W2 invariant and L_U not under
- * instance cloning), the weight schedule, NAN on non-finite input, and the global batch through
- * a fake struct ssl_loss_comm of P = 3 ranks that all hold the same batch (compared with one
- * process on the 3-times-stacked batch). The seed is printed by gc_rng_begin (override with
+ * instance cloning), the weight schedule, SSL_E_NONFINITE (value NAN) on non-finite input, the
+ * status convention (NULL opts = defaults, SSL_E_USAGE, a comm's own code), and the global
+ * batch through a fake struct ssl_loss_comm of P = 3 ranks that all hold the same batch
+ * (compared with one process on the 3-times-stacked batch). The seed is printed by gc_rng_begin (override with
  * SSL_TEST_SEED). */
 #include <float.h>
 #include <math.h>
@@ -23,6 +24,7 @@
 
 #include <cmocka.h>
 
+#include "check.h"
 #include "gradcheck.h"
 #include "losses/uniformity.h"
 #include "metrics.h"
@@ -60,27 +62,36 @@ struct uctx {
 static int64_t work_elems(const struct uctx *c)
 {
     switch (c->kind) {
-    case K_W2: return ssl_w2_loss_work_elems(&c->w2, c->lc, c->n, c->d);
-    case K_UNIF: return ssl_uniformity_loss_work_elems(c->lc, c->n, c->d);
-    case K_ALIGN: return ssl_alignment_loss_work_elems(c->n, c->d);
+    case K_W2: return ssl_w2_work_elems(c->lc, c->n, c->d, &c->w2);
+    case K_UNIF: return ssl_uniformity_work_elems(c->lc, c->n, c->d, &c->unif);
+    case K_ALIGN: return ssl_alignment_work_elems(c->lc, c->n, c->d, &c->align);
     }
     return 0;
 }
 
-static double run(struct uctx *c, double *dz1, double *dz2)
+/* The status of one call; *value as the loss left it. */
+static int run_rc(struct uctx *c, double *value, double *dz1, double *dz2)
 {
     switch (c->kind) {
     case K_W2:
-        return ssl_w2_loss(dz1, dz2, c->z1, c->z2, c->n, c->d, &c->w2, c->lc, &c->w2_sq,
+        return ssl_w2_loss(value, &c->w2_sq, dz1, dz2, c->z1, c->z2, c->n, c->d, &c->w2, c->lc,
                            c->work);
     case K_UNIF:
-        return ssl_uniformity_loss(dz1, dz2, c->z1, c->z2, c->n, c->d, &c->unif, c->lc,
+        return ssl_uniformity_loss(value, dz1, dz2, c->z1, c->z2, c->n, c->d, &c->unif, c->lc,
                                    c->work);
     case K_ALIGN:
-        return ssl_alignment_loss(dz1, dz2, c->z1, c->z2, c->n, c->d, &c->align, c->lc,
+        return ssl_alignment_loss(value, dz1, dz2, c->z1, c->z2, c->n, c->d, &c->align, c->lc,
                                   c->work);
     }
-    return NAN;
+    return SSL_E_OTHER;
+}
+
+/* The value of a call that must succeed. */
+static double run(struct uctx *c, double *dz1, double *dz2)
+{
+    double v = 0.0;
+    assert_int_equal(run_rc(c, &v, dz1, dz2), 0);
+    return v;
 }
 
 static double u_loss(void *ctx) { return run(ctx, NULL, NULL); }
@@ -94,9 +105,9 @@ static void u_backward(void *ctx)
 static struct uctx make(enum kind kind, int64_t n, int64_t d, const struct ssl_loss_ctx *lc)
 {
     struct uctx c = {.kind = kind, .n = n, .d = d, .lc = lc};
-    c.w2 = ssl_w2_opts_default();
-    c.unif = ssl_uniformity_opts_default();
-    c.align = ssl_alignment_opts_default();
+    c.w2 = ssl_w2_defaults();
+    c.unif = ssl_uniformity_defaults();
+    c.align = ssl_alignment_defaults();
     c.z1 = xalloc(n * d);
     c.z2 = xalloc(n * d);
     c.dz1 = xalloc(n * d);
@@ -607,10 +618,78 @@ static void test_nonfinite(void **state)
         }
         c.z2[5] = NAN;
         alloc_work(&c);
-        assert_true(isnan(run(&c, c.dz1, c.dz2)));
+        double v = 0.0;
+        assert_int_equal(run_rc(&c, &v, c.dz1, c.dz2), SSL_E_NONFINITE);
+        assert_true(isnan(v));
+        if (k == K_W2) assert_true(isnan(c.w2_sq));
         for (int64_t i = 0; i < 12; i++) assert_true(c.dz1[i] == 0.0 && c.dz2[i] == 0.0);
         release(&c);
     }
+}
+
+/* Options out of range (and L_U without a pair) are SSL_E_USAGE with *value NAN and the
+ * gradients untouched; a NULL opts is the defaults; a comm failure returns its own code. */
+static int failing_sum(void *ctx, double *values, int64_t n_values)
+{
+    (void)ctx;
+    (void)values;
+    (void)n_values;
+    return 7;
+}
+
+static void test_status(void **state)
+{
+    (void)state;
+    struct ssl_rng r;
+    gc_rng_begin(&r, "loss_uniformity_status");
+    for (int k = 0; k < 3; k++) {
+        struct uctx c = make((enum kind)k, 5, 4, NULL);
+        fill(&r, &c, 1.0);
+        alloc_work(&c);
+        double with_defaults = run(&c, NULL, NULL), v = 0.0;
+        int rc = 0;
+        switch ((enum kind)k) {
+        case K_W2:
+            assert_int_equal(ssl_w2_loss(&v, NULL, NULL, NULL, c.z1, c.z2, c.n, c.d, NULL, NULL,
+                                         c.work), 0);
+            break;
+        case K_UNIF:
+            assert_int_equal(ssl_uniformity_loss(&v, NULL, NULL, c.z1, c.z2, c.n, c.d, NULL,
+                                                 NULL, c.work), 0);
+            break;
+        case K_ALIGN:
+            assert_int_equal(ssl_alignment_loss(&v, NULL, NULL, c.z1, c.z2, c.n, c.d, NULL,
+                                                NULL, c.work), 0);
+            break;
+        }
+        assert_true(v == with_defaults);
+        switch ((enum kind)k) {
+        case K_W2: c.w2.cov_eps = -1e-3; break;
+        case K_UNIF: c.unif.t = 301.0; break;
+        case K_ALIGN: c.align.alpha = 0.0; break;
+        }
+        rc = run_rc(&c, &v, c.dz1, c.dz2);
+        assert_int_equal(rc, SSL_E_USAGE);
+        assert_true(isnan(v));
+        for (int64_t i = 0; i < c.n * c.d; i++) assert_true(c.dz1[i] == 0.0 && c.dz2[i] == 0.0);
+        c.w2 = ssl_w2_defaults();
+        c.unif = ssl_uniformity_defaults();
+        c.align = ssl_alignment_defaults();
+        struct ssl_loss_comm comm = {.sum = failing_sum};
+        struct ssl_loss_ctx lc = {.comm = &comm};
+        c.lc = &lc;
+        c.w2.route = SSL_W2_ROUTE_COV; /* the route that sums */
+        assert_int_equal(run_rc(&c, &v, c.dz1, c.dz2), 7);
+        assert_true(isnan(v));
+        release(&c);
+    }
+    struct uctx c = make(K_UNIF, 1, 4, NULL);
+    fill(&r, &c, 1.0);
+    alloc_work(&c);
+    double v = 0.0;
+    assert_int_equal(run_rc(&c, &v, c.dz1, c.dz2), SSL_E_USAGE);
+    assert_true(isnan(v));
+    release(&c);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -878,6 +957,7 @@ int main(void)
         cmocka_unit_test(test_instance_cloning),
         cmocka_unit_test(test_weight_schedule),
         cmocka_unit_test(test_nonfinite),
+        cmocka_unit_test(test_status),
         cmocka_unit_test(test_global_comm),
         cmocka_unit_test(test_global_comm_distinct),
     };

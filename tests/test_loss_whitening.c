@@ -51,7 +51,7 @@ static double *xalloc(int64_t n)
 /* ---- the problem ------------------------------------------------------------------------- */
 
 struct lctx {
-    struct ssl_wloss_opts o;
+    struct ssl_whitening_opts o;
     struct ssl_loss_ctx lc;
     int64_t V, n, d;
     double *z[MAXV], *dz[MAXV];
@@ -60,7 +60,7 @@ struct lctx {
     double *work;
 };
 
-static void lctx_init(struct lctx *c, struct ssl_rng *r, const struct ssl_wloss_opts *o,
+static void lctx_init(struct lctx *c, struct ssl_rng *r, const struct ssl_whitening_opts *o,
                       int64_t V, int64_t n, int64_t d)
 {
     memset(c, 0, sizeof *c);
@@ -75,8 +75,8 @@ static void lctx_init(struct lctx *c, struct ssl_rng *r, const struct ssl_wloss_
         gc_fill_mixed(r, c->z[v], n, d, 1.0);
     }
     struct ssl_error err = {0};
-    if (ssl_wloss_validate(o, V, n, d, &err) != SSL_OK) fail_msg("%s", err.msg);
-    int64_t w = ssl_wloss_work_elems(o, V, n, d);
+    if (ssl_whitening_validate(o, V, n, d, &err) != SSL_OK) fail_msg("%s", err.msg);
+    int64_t w = ssl_whitening_work_elems(&c->lc, n, d, o, V);
     if (w <= 0) fail_msg("work %lld for V=%lld n=%lld d=%lld kind %d", (long long)w, (long long)V, (long long)n, (long long)d, (int)o->kind);
     c->work = xalloc(w);
 }
@@ -94,9 +94,9 @@ static double run(struct lctx *c, bool grads)
 {
     double value = NAN;
     struct ssl_error err = {0};
-    int rc = ssl_wloss(&value, grads ? c->slot : NULL, c->zc, c->V, c->n, c->d, &c->o, &c->lc,
-                       c->work, &err);
-    if (rc != 0) fprintf(stderr, "ssl_wloss: %s\n", err.msg);
+    int rc = ssl_whitening_loss(&value, grads ? c->slot : NULL, c->zc, c->V, c->n, c->d, &c->o,
+                                &c->lc, c->work, &err);
+    if (rc != 0) fprintf(stderr, "ssl_whitening_loss: %s\n", err.msg);
     assert_int_equal(rc, 0);
     return value;
 }
@@ -176,7 +176,7 @@ static void naive_inv_sqrt(double *out, const double *s, int64_t m)
 /* Whitening of one group xg (m, dg) into yg, straight from the official code. For the channel
  * axis xg comes already centred over all features of its row. */
 static void naive_whiten(double *yg, const double *xg, int64_t m, int64_t dg,
-                         const struct ssl_wloss_opts *o)
+                         const struct ssl_whitening_opts *o)
 {
     if (o->kind == SSL_WHITEN_NONE) {
         memcpy(yg, xg, (size_t)(m * dg) * sizeof *yg);
@@ -278,7 +278,7 @@ static double naive_compare(const double *a, const double *b, int64_t n, int64_t
  * sub-batches, every view whitened per sub-batch with its own group permutation. */
 static double naive_loss(const struct lctx *c)
 {
-    const struct ssl_wloss_opts *o = &c->o;
+    const struct ssl_whitening_opts *o = &c->o;
     int64_t n = c->n, d = c->d, V = c->V;
     int64_t m = o->w_size > 0 ? o->w_size : n, n_sub = n / m;
     int64_t G = o->kind == SSL_WHITEN_NONE ? 1 : o->n_groups > 0 ? o->n_groups : (2 * d + m - 1) / m;
@@ -331,7 +331,7 @@ static double naive_loss(const struct lctx *c)
 
 struct family {
     const char *name;
-    struct ssl_wloss_opts o;
+    struct ssl_whitening_opts o;
     int64_t V, n, d;
     bool naive; /* has a naive reference */
 };
@@ -340,7 +340,7 @@ static int n_families(void) { return 13; }
 
 static struct family family(int i)
 {
-    struct ssl_wloss_opts o;
+    struct ssl_whitening_opts o;
     switch (i) {
     case 0: /* W-MSE 2: two views, two sub-batches */
         o = ssl_wmse_defaults(), o.w_size = 12;
@@ -361,16 +361,16 @@ static struct family family(int i)
         o = ssl_sdbn_defaults(), o.n_groups = 0, o.eps = 0.05;
         return (struct family){"sdbn auto groups", o, 2, 16, 16, true};
     case 6:
-        o = ssl_wloss_compare_defaults(SSL_WHITEN_NONE), o.w_size = 8;
+        o = ssl_whitening_compare_defaults(SSL_WHITEN_NONE), o.w_size = 8;
         return (struct family){"compare none", o, 2, 16, 4, true};
     case 7:
-        o = ssl_wloss_compare_defaults(SSL_WHITEN_BN), o.w_size = 8;
+        o = ssl_whitening_compare_defaults(SSL_WHITEN_BN), o.w_size = 8;
         return (struct family){"compare bn", o, 2, 16, 4, true};
     case 8:
-        o = ssl_wloss_compare_defaults(SSL_WHITEN_CHOLESKY), o.w_size = 8, o.fn = SSL_WLOSS_FN_MSE;
+        o = ssl_whitening_compare_defaults(SSL_WHITEN_CHOLESKY), o.w_size = 8, o.fn = SSL_WLOSS_FN_MSE;
         return (struct family){"compare cholesky mse", o, 2, 16, 4, true};
     case 9:
-        o = ssl_wloss_compare_defaults(SSL_WHITEN_ZCA), o.w_size = 8, o.n_groups = 2,
+        o = ssl_whitening_compare_defaults(SSL_WHITEN_ZCA), o.w_size = 8, o.n_groups = 2,
         o.rand_group = true;
         return (struct family){"compare zca G=2", o, 2, 16, 6, true};
     case 10: /* Shuffled-DBN on outputs already whitened by the model's layer: plain l22 */
@@ -380,7 +380,7 @@ static struct family family(int i)
         o = ssl_cwrgp_defaults(), o.w_size = 8, o.n_groups = 3, o.eps = 0.1, o.unbiased = false;
         return (struct family){"cwrgp G=3 eps=0.1 minus=0", o, 3, 16, 24, true};
     default:
-        o = ssl_wloss_compare_defaults(SSL_WHITEN_PCA), o.w_size = 8;
+        o = ssl_whitening_compare_defaults(SSL_WHITEN_PCA), o.w_size = 8;
         return (struct family){"compare pca", o, 2, 16, 4, false};
     }
 }
@@ -529,7 +529,7 @@ static void test_keyed_randomness(void **state)
     static const enum ssl_whiten_kind kinds[] = {SSL_WHITEN_ZCA, SSL_WHITEN_BN,
                                                  SSL_WHITEN_CHOLESKY, SSL_WHITEN_PCA};
     for (int k = 0; k < 4; k++) {
-        struct ssl_wloss_opts o = ssl_wloss_compare_defaults(kinds[k]);
+        struct ssl_whitening_opts o = ssl_whitening_compare_defaults(kinds[k]);
         o.w_size = 8;
         o.rand_group = false;
         lctx_init(&c, &r, &o, 2, 16, 4);
@@ -600,29 +600,36 @@ static void test_errors(void **state)
     struct ssl_rng r;
     gc_rng_begin(&r, "test_errors");
     struct ssl_error err = {0};
-    struct ssl_wloss_opts o = ssl_wmse_defaults();
+    struct ssl_whitening_opts o = ssl_wmse_defaults();
     o.w_size = 10; /* does not divide 24 */
-    assert_int_equal(ssl_wloss_validate(&o, 2, 24, 4, &err), SSL_E_USAGE);
+    assert_int_equal(ssl_whitening_validate(&o, 2, 24, 4, &err), SSL_E_USAGE);
     printf("expected: %s\n", err.msg);
     err = (struct ssl_error){0};
     o.w_size = 4; /* Cholesky of 4 features needs more than 4 rows */
-    assert_int_equal(ssl_wloss_validate(&o, 2, 24, 4, &err), SSL_E_USAGE);
+    assert_int_equal(ssl_whitening_validate(&o, 2, 24, 4, &err), SSL_E_USAGE);
     printf("expected: %s\n", err.msg);
     err = (struct ssl_error){0};
     o = ssl_wmse_defaults(), o.w_size = 12;
-    assert_int_equal(ssl_wloss_validate(&o, 1, 24, 4, &err), SSL_E_USAGE); /* one view */
+    assert_int_equal(ssl_whitening_validate(&o, 1, 24, 4, &err), SSL_E_USAGE); /* one view */
     err = (struct ssl_error){0};
     o.n_groups = 3; /* does not divide 4 */
-    assert_int_equal(ssl_wloss_validate(&o, 2, 24, 4, &err), SSL_E_USAGE);
+    assert_int_equal(ssl_whitening_validate(&o, 2, 24, 4, &err), SSL_E_USAGE);
     err = (struct ssl_error){0};
     o = ssl_cwrgp_defaults(), o.w_size = 8, o.kind = SSL_WHITEN_CHOLESKY;
-    assert_int_equal(ssl_wloss_validate(&o, 2, 16, 24, &err), SSL_E_USAGE);
+    assert_int_equal(ssl_whitening_validate(&o, 2, 16, 24, &err), SSL_E_USAGE);
     printf("expected: %s\n", err.msg);
     err = (struct ssl_error){0};
     o = ssl_cwrgp_defaults(), o.w_size = 8; /* 8 features cannot whiten 8 centred rows */
-    assert_int_equal(ssl_wloss_validate(&o, 2, 16, 8, &err), SSL_E_USAGE);
+    assert_int_equal(ssl_whitening_validate(&o, 2, 16, 8, &err), SSL_E_USAGE);
     printf("expected: %s\n", err.msg);
-    assert_int_equal(ssl_wloss_work_elems(&o, 2, 16, 8), 0);
+    assert_int_equal(ssl_whitening_work_elems(NULL, 16, 8, &o, 2), 0);
+    /* the loss reports the same error, before reading anything, and the value is NAN */
+    const ssl_real *const none[2] = {NULL, NULL};
+    double bad = 0.0;
+    err = (struct ssl_error){0};
+    assert_int_equal(ssl_whitening_loss(&bad, NULL, none, 2, 16, 8, &o, NULL, NULL, &err),
+                     SSL_E_USAGE);
+    assert_true(isnan(bad) && err.code == SSL_E_USAGE);
 
     /* a singular sub-batch: feature 3 = feature 0 */
     struct family f = family(0);
@@ -631,13 +638,17 @@ static void test_errors(void **state)
     for (int64_t i = 0; i < f.n; i++) c.z[1][i * f.d + 3] = c.z[1][i * f.d + 0];
     double value;
     err = (struct ssl_error){0};
-    assert_int_equal(ssl_wloss(&value, c.slot, c.zc, c.V, c.n, c.d, &c.o, &c.lc, c.work, &err),
-                     SSL_E_NONFINITE);
+    assert_int_equal(
+        ssl_whitening_loss(&value, c.slot, c.zc, c.V, c.n, c.d, &c.o, &c.lc, c.work, &err),
+        SSL_E_NONFINITE);
+    assert_true(isnan(value));
     printf("expected: %s\n", err.msg);
     c.z[1][0] = NAN;
     err = (struct ssl_error){0};
-    assert_int_equal(ssl_wloss(&value, NULL, c.zc, c.V, c.n, c.d, &c.o, &c.lc, c.work, &err),
-                     SSL_E_NONFINITE);
+    assert_int_equal(
+        ssl_whitening_loss(&value, NULL, c.zc, c.V, c.n, c.d, &c.o, &c.lc, c.work, &err),
+        SSL_E_NONFINITE);
+    assert_true(isnan(value));
     lctx_free(&c);
 }
 

@@ -9,7 +9,10 @@
  *
  * The row normalisation is u = x / max(||x||, eps): F.normalize (eps 1e-12) for MoCo and SwAV,
  * tf.math.l2_normalize (1e-12 on the squared norm, so eps 1e-6) for SimCLR; its backward is
- * dx = (du - u (u.du)) / ||x|| when ||x|| > eps, and du / eps otherwise. */
+ * dx = (du - u (u.du)) / ||x|| when ||x|| > eps, and du / eps otherwise.
+ *
+ * Status (contrastive.h): the losses return 0 with the value in *value, or a non-zero
+ * enum ssl_status with *value = NAN (the `fail` helper below). */
 #include "contrastive.h"
 
 #include <math.h>
@@ -51,6 +54,21 @@ static void normalize_rows_backward(ssl_real *dx, const double *du, const double
     }
 }
 
+/* *value = NAN, returns rc (non-zero). */
+static int fail(double *value, int rc)
+{
+    *value = NAN;
+    return rc;
+}
+
+/* *value = loss when finite (returns 0), else NAN and SSL_E_NONFINITE. */
+static int finish(double *value, double loss)
+{
+    if (!isfinite(loss)) return fail(value, SSL_E_NONFINITE);
+    *value = loss;
+    return SSL_OK;
+}
+
 /* logsumexp of x (m) over the entries with skip != j (skip < 0: none). */
 static double logsumexp(const double *x, int64_t m, int64_t skip)
 {
@@ -66,14 +84,16 @@ static double logsumexp(const double *x, int64_t m, int64_t skip)
  * SimCLR (google-research/simclr tf2/objective.py add_contrastive_loss)
  * ------------------------------------------------------------------------------------------ */
 
-struct ssl_simclr_opts ssl_simclr_default_opts(void)
+struct ssl_simclr_opts ssl_simclr_defaults(void)
 {
     return (struct ssl_simclr_opts){
         .temperature = 0.1, .average_directions = false, .norm_eps = 1e-6};
 }
 
-int64_t ssl_simclr_ctx_work_elems(const struct ssl_loss_ctx *ctx, int64_t n, int64_t d)
+int64_t ssl_simclr_nt_xent_work_elems(const struct ssl_loss_ctx *ctx, int64_t n, int64_t d,
+                                      const struct ssl_simclr_opts *o)
 {
+    (void)o;
     int64_t ng = ssl_loss_global_rows(ctx, n);
     return 4 * n * d + 2 * n + 4 * ng * d + 4 * n * ng;
 }
@@ -101,10 +121,13 @@ static double simclr_direction(double *spos, double *sself, int64_t n, int64_t n
     return total;
 }
 
-double ssl_simclr_loss_ctx(const struct ssl_loss_ctx *ctx, ssl_real *da, ssl_real *db,
-                           const ssl_real *a, const ssl_real *b, int64_t n, int64_t d,
-                           const struct ssl_simclr_opts *opt, double *work)
+int ssl_simclr_nt_xent_loss(double *value, ssl_real *da, ssl_real *db, const ssl_real *a,
+                            const ssl_real *b, int64_t n, int64_t d,
+                            const struct ssl_simclr_opts *o, const struct ssl_loss_ctx *ctx,
+                            double *work)
 {
+    const struct ssl_simclr_opts dflt = ssl_simclr_defaults(), *opt = o != NULL ? o : &dflt;
+    int rc;
     int64_t ng = ssl_loss_global_rows(ctx, n), off1 = 0, off2 = 0;
     double t = opt->temperature, scale = opt->average_directions ? 0.5 : 1.0;
     double *u1 = work, *u2 = u1 + n * d, *du1 = u2 + n * d, *du2 = du1 + n * d;
@@ -113,8 +136,8 @@ double ssl_simclr_loss_ctx(const struct ssl_loss_ctx *ctx, ssl_real *da, ssl_rea
     double *sab = dU2 + ng * d, *saa = sab + n * ng, *sba = saa + n * ng, *sbb = sba + n * ng;
     normalize_rows(u1, nrm1, a, n, d, opt->norm_eps);
     normalize_rows(u2, nrm2, b, n, d, opt->norm_eps);
-    if (ssl_loss_gather(ctx, u1, n, d, U1, &off1) != 0) return NAN;
-    if (ssl_loss_gather(ctx, u2, n, d, U2, &off2) != 0) return NAN;
+    if ((rc = ssl_loss_gather(ctx, u1, n, d, U1, &off1)) != 0) return fail(value, rc);
+    if ((rc = ssl_loss_gather(ctx, u2, n, d, U2, &off2)) != 0) return fail(value, rc);
     SSL_CHECK(off1 == off2);
     int in = ssl_int(n), ing = ssl_int(ng), id = ssl_int(d);
     const double it = 1.0 / t;
@@ -129,9 +152,10 @@ double ssl_simclr_loss_ctx(const struct ssl_loss_ctx *ctx, ssl_real *da, ssl_rea
     double w = scale / (double)ng;
     double sum =
         simclr_direction(sab, saa, n, ng, off1, w) + simclr_direction(sba, sbb, n, ng, off1, w);
-    if (ssl_loss_sum(ctx, &sum, 1) != 0) return NAN;
+    if ((rc = ssl_loss_sum(ctx, &sum, 1)) != 0) return fail(value, rc);
     double loss = scale * sum / (double)ng;
-    if (da == NULL && db == NULL) return loss;
+    if (!isfinite(loss)) return fail(value, SSL_E_NONFINITE);
+    if (da == NULL && db == NULL) return finish(value, loss);
     /* logits gradients G (n, ng) -> anchors: du = (G_pos Up + G_self Us) / T;
      * keys: dUp += G_pos^T u / T, dUs += G_self^T u / T */
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, in, id, ing, it, sab, ing, U2, id, 0.0,
@@ -154,17 +178,17 @@ double ssl_simclr_loss_ctx(const struct ssl_loss_ctx *ctx, ssl_real *da, ssl_rea
         dU1[off1 * d + e] += du1[e];
         dU2[off1 * d + e] += du2[e];
     }
-    if (ssl_loss_scatter(ctx, dU1, n, d, du1) != 0) return NAN;
-    if (ssl_loss_scatter(ctx, dU2, n, d, du2) != 0) return NAN;
+    if ((rc = ssl_loss_scatter(ctx, dU1, n, d, du1)) != 0) return fail(value, rc);
+    if ((rc = ssl_loss_scatter(ctx, dU2, n, d, du2)) != 0) return fail(value, rc);
     normalize_rows_backward(da, du1, u1, nrm1, n, d, opt->norm_eps);
     normalize_rows_backward(db, du2, u2, nrm2, n, d, opt->norm_eps);
-    return loss;
+    return finish(value, loss);
 }
 
 /* losses.h: the benchmark's SimCLR, as torch_peer.py (mean of the two directions). */
 int64_t ssl_simclr_work_elems(int64_t n, int64_t d)
 {
-    return ssl_simclr_ctx_work_elems(NULL, n, d);
+    return ssl_simclr_nt_xent_work_elems(NULL, n, d, NULL);
 }
 
 double ssl_simclr_loss(ssl_real *da, ssl_real *db, const ssl_real *a, const ssl_real *b, int64_t n,
@@ -172,27 +196,40 @@ double ssl_simclr_loss(ssl_real *da, ssl_real *db, const ssl_real *a, const ssl_
 {
     struct ssl_simclr_opts o = {
         .temperature = temperature, .average_directions = true, .norm_eps = NORM_EPS};
-    return ssl_simclr_loss_ctx(NULL, da, db, a, b, n, d, &o, work);
+    double value;
+    (void)ssl_simclr_nt_xent_loss(&value, da, db, a, b, n, d, &o, NULL, work);
+    return value; /* NAN on failure */
 }
 
 /* ------------------------------------------------------------------------------------------
  * MoCo v2 (facebookresearch/moco moco/builder.py MoCo.forward, _dequeue_and_enqueue)
  * ------------------------------------------------------------------------------------------ */
 
-struct ssl_moco_opts ssl_moco_default_opts(void)
+struct ssl_moco_opts ssl_moco_defaults(void)
 {
     return (struct ssl_moco_opts){.temperature = 0.2};
 }
 
-int64_t ssl_moco_work_elems(int64_t n, int64_t d, int64_t queue_len)
+int64_t ssl_moco_work_elems(const struct ssl_loss_ctx *ctx, int64_t n, int64_t d,
+                            int64_t queue_len, const struct ssl_moco_opts *o)
 {
+    (void)ctx;
+    (void)o;
     return 3 * n * d + 2 * n + n * queue_len;
 }
 
-double ssl_moco_loss(const struct ssl_loss_ctx *ctx, ssl_real *dq, const ssl_real *q,
-                     const ssl_real *k, const double *queue, int64_t queue_len, int64_t n,
-                     int64_t d, const struct ssl_moco_opts *opt, double *work)
+int64_t ssl_moco_sym_work_elems(const struct ssl_loss_ctx *ctx, int64_t n, int64_t d,
+                                int64_t queue_len, const struct ssl_moco_opts *o)
 {
+    return ssl_moco_work_elems(ctx, n, d, queue_len, o);
+}
+
+int ssl_moco_loss(double *value, ssl_real *dq, const ssl_real *q, const ssl_real *k,
+                  const double *queue, int64_t n, int64_t d, int64_t queue_len,
+                  const struct ssl_moco_opts *o, const struct ssl_loss_ctx *ctx, double *work)
+{
+    const struct ssl_moco_opts dflt = ssl_moco_defaults(), *opt = o != NULL ? o : &dflt;
+    int rc;
     int64_t ng = ssl_loss_global_rows(ctx, n), K = queue_len;
     double *uq = work, *uk = uq + n * d, *du = uk + n * d, *nrm = du + n * d, *lpos = nrm + n;
     double *lneg = lpos + n; /* (n, K) */
@@ -219,26 +256,30 @@ double ssl_moco_loss(const struct ssl_loss_ctx *ctx, ssl_real *dq, const ssl_rea
         lpos[i] = w * (exp(lpos[i] - lse) - 1.0);
         for (int64_t j = 0; j < K; j++) row[j] = w * exp(row[j] - lse);
     }
-    if (ssl_loss_sum(ctx, &sum, 1) != 0) return NAN;
+    if ((rc = ssl_loss_sum(ctx, &sum, 1)) != 0) return fail(value, rc);
     double loss = sum / (double)ng;
-    if (dq == NULL) return loss;
+    if (!isfinite(loss)) return fail(value, SSL_E_NONFINITE);
+    if (dq == NULL) return finish(value, loss);
     for (int64_t i = 0; i < n; i++)
         for (int64_t c = 0; c < d; c++) du[i * d + c] = lpos[i] * it * uk[i * d + c];
     if (K > 0)
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ssl_int(n), ssl_int(d), ssl_int(K),
                     it, lneg, ssl_int(K), queue, ssl_int(d), 1.0, du, ssl_int(d));
     normalize_rows_backward(dq, du, uq, nrm, n, d, NORM_EPS);
-    return loss;
+    return finish(value, loss);
 }
 
-double ssl_moco_loss_sym(const struct ssl_loss_ctx *ctx, ssl_real *dq1, ssl_real *dq2,
-                         const ssl_real *q1, const ssl_real *q2, const ssl_real *k1,
-                         const ssl_real *k2, const double *queue, int64_t queue_len, int64_t n,
-                         int64_t d, const struct ssl_moco_opts *opt, double *work)
+int ssl_moco_sym_loss(double *value, ssl_real *dq1, ssl_real *dq2, const ssl_real *q1,
+                      const ssl_real *q2, const ssl_real *k1, const ssl_real *k2,
+                      const double *queue, int64_t n, int64_t d, int64_t queue_len,
+                      const struct ssl_moco_opts *o, const struct ssl_loss_ctx *ctx, double *work)
 {
-    double l12 = ssl_moco_loss(ctx, dq1, q1, k2, queue, queue_len, n, d, opt, work);
-    double l21 = ssl_moco_loss(ctx, dq2, q2, k1, queue, queue_len, n, d, opt, work);
-    return l12 + l21;
+    double l12, l21;
+    int rc = ssl_moco_loss(&l12, dq1, q1, k2, queue, n, d, queue_len, o, ctx, work);
+    if (rc != 0) return fail(value, rc);
+    if ((rc = ssl_moco_loss(&l21, dq2, q2, k1, queue, n, d, queue_len, o, ctx, work)) != 0)
+        return fail(value, rc);
+    return finish(value, l12 + l21);
 }
 
 void ssl_moco_queue_init(double *queue, int64_t queue_len, int64_t d, struct ssl_rng *r)
@@ -259,9 +300,9 @@ int64_t ssl_moco_enqueue_work_elems(const struct ssl_loss_ctx *ctx, int64_t n, i
     return 2 * n * d + ssl_loss_global_rows(ctx, 2 * n) * d;
 }
 
-int ssl_moco_enqueue(const struct ssl_loss_ctx *ctx, double *queue, int64_t queue_len, int64_t *ptr,
-                     const ssl_real *k1, const ssl_real *k2, int64_t n, int64_t d, double *work,
-                     struct ssl_error *err)
+int ssl_moco_enqueue(double *queue, int64_t *ptr, const ssl_real *k1, const ssl_real *k2,
+                     int64_t n, int64_t d, int64_t queue_len, const struct ssl_loss_ctx *ctx,
+                     double *work, struct ssl_error *err)
 {
     int64_t rows = k2 != NULL ? 2 * n : n, grows = ssl_loss_global_rows(ctx, rows), off = 0;
     if (grows <= 0 || queue_len % grows != 0)
@@ -276,7 +317,10 @@ int ssl_moco_enqueue(const struct ssl_loss_ctx *ctx, double *queue, int64_t queu
     normalize_rows(local, NULL, k1, n, d, NORM_EPS);
     if (k2 != NULL) normalize_rows(local + n * d, NULL, k2, n, d, NORM_EPS);
     int rc = ssl_loss_gather(ctx, local, rows, d, global, &off);
-    if (rc != 0) return ssl_error_set(err, SSL_E_OTHER, "moco: gathering the keys failed (%d)", rc);
+    if (rc != 0) {
+        (void)ssl_error_set(err, (enum ssl_status)rc, "moco: gathering the keys failed (%d)", rc);
+        return rc; /* the comm's own code */
+    }
     memcpy(queue + *ptr * d, global, (size_t)(grows * d) * sizeof *queue);
     *ptr = (*ptr + grows) % queue_len;
     return SSL_OK;
@@ -286,14 +330,14 @@ int ssl_moco_enqueue(const struct ssl_loss_ctx *ctx, double *queue, int64_t queu
  * SwAV (facebookresearch/swav main_swav.py train, distributed_sinkhorn; src/resnet50.py)
  * ------------------------------------------------------------------------------------------ */
 
-struct ssl_swav_opts ssl_swav_default_opts(void)
+struct ssl_swav_opts ssl_swav_defaults(void)
 {
     return (struct ssl_swav_opts){
         .temperature = 0.1, .epsilon = 0.05, .sinkhorn_iterations = 3, .n_assign = 2};
 }
 
-int ssl_swav_sinkhorn(const struct ssl_loss_ctx *ctx, double *scores, int64_t n, int64_t K,
-                      double epsilon, int iterations, double *work_k)
+int ssl_swav_sinkhorn(double *scores, int64_t n, int64_t K, double epsilon, int iterations,
+                      const struct ssl_loss_ctx *ctx, double *work_k)
 {
     /* scores is the transpose of the official Q (K x B): row i = sample, column k = prototype */
     double *Q = scores, total = 0.0, B = (double)ssl_loss_global_rows(ctx, n);
@@ -339,20 +383,23 @@ void ssl_swav_normalize_prototypes(ssl_real *c, int64_t K, int64_t d)
     }
 }
 
-int64_t ssl_swav_work_elems(int n_crops, int64_t n, int64_t d, int64_t K, int n_assign)
+int64_t ssl_swav_work_elems(const struct ssl_loss_ctx *ctx, int64_t n, int64_t d, int64_t K,
+                            int64_t n_crops, const struct ssl_swav_opts *o)
 {
-    int64_t rows = (int64_t)n_crops * n;
-    return 2 * rows * d + rows + 2 * K * d + 2 * rows * K + (int64_t)n_assign * n * K + K;
+    (void)ctx;
+    const struct ssl_swav_opts dflt = ssl_swav_defaults(), *opt = o != NULL ? o : &dflt;
+    int64_t n_assign = opt->n_assign, rows = n_crops * n;
+    return 2 * rows * d + rows + 2 * K * d + 2 * rows * K + n_assign * n * K + K;
 }
 
 struct swav_work {
     double *u, *nrm, *cd, *s, *G, *du, *dcd, *codes, *work_k;
 };
 
-static struct swav_work swav_carve(double *work, int n_crops, int64_t n, int64_t d, int64_t K,
+static struct swav_work swav_carve(double *work, int64_t n_crops, int64_t n, int64_t d, int64_t K,
                                    int n_assign)
 {
-    int64_t rows = (int64_t)n_crops * n;
+    int64_t rows = n_crops * n;
     struct swav_work w;
     w.u = work;
     w.nrm = w.u + rows * d;
@@ -377,16 +424,16 @@ static void swav_scores(const struct swav_work *w, const ssl_real *z, const ssl_
 }
 
 /* The swapped prediction given the scores in w and the codes (n_assign, n, K). */
-static double swav_predict(const struct ssl_loss_ctx *ctx, const struct swav_work *w, ssl_real *dz,
-                           ssl_real *dc, int n_crops, int64_t n, int64_t d, int64_t K,
-                           const struct ssl_swav_opts *opt, const double *codes)
+static int swav_predict(double *value, const struct swav_work *w, ssl_real *dz, ssl_real *dc,
+                        const double *codes, int64_t n, int64_t d, int64_t K, int64_t n_crops,
+                        const struct ssl_swav_opts *opt, const struct ssl_loss_ctx *ctx)
 {
-    int64_t rows = (int64_t)n_crops * n, ng = ssl_loss_global_rows(ctx, n);
-    int A = opt->n_assign;
+    int64_t rows = n_crops * n, ng = ssl_loss_global_rows(ctx, n);
+    int A = opt->n_assign, rc;
     double it = 1.0 / opt->temperature, sum = 0.0;
     double coef = 1.0 / ((double)(n_crops - 1) * (double)A * (double)ng);
     memset(w->G, 0, (size_t)(rows * K) * sizeof *w->G);
-    for (int v = 0; v < n_crops; v++)
+    for (int64_t v = 0; v < n_crops; v++)
         for (int64_t i = 0; i < n; i++) {
             const double *srow = w->s + (v * n + i) * K;
             double *g = w->G + (v * n + i) * K, mx = -INFINITY, z = 0.0;
@@ -407,8 +454,9 @@ static double swav_predict(const struct ssl_loss_ctx *ctx, const struct swav_wor
                     g[k] += coef * it * (exp(srow[k] * it - lse) * qsum - q[k]);
             }
         }
-    if (ssl_loss_sum(ctx, &sum, 1) != 0) return NAN;
+    if ((rc = ssl_loss_sum(ctx, &sum, 1)) != 0) return fail(value, rc);
     double loss = sum / ((double)A * (double)ng);
+    if (!isfinite(loss)) return fail(value, SSL_E_NONFINITE);
     if (dz != NULL) {
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ssl_int(rows), ssl_int(d),
                     ssl_int(K), 1.0, w->G, ssl_int(K), w->cd, ssl_int(d), 0.0, w->du, ssl_int(d));
@@ -419,40 +467,43 @@ static double swav_predict(const struct ssl_loss_ctx *ctx, const struct swav_wor
                     1.0, w->G, ssl_int(K), w->u, ssl_int(d), 0.0, w->dcd, ssl_int(d));
         ssl_loss_add_grad(dc, w->dcd, K * d);
     }
-    return loss;
+    return finish(value, loss);
 }
 
-static void swav_check(int n_crops, const struct ssl_swav_opts *opt)
+/* The crops must fit the options: at least 2 crops, 1 .. n_crops assignment crops. */
+static bool swav_fits(int64_t n_crops, const struct ssl_swav_opts *opt)
 {
-    SSL_CHECKF(n_crops >= 2 && opt->n_assign >= 1 && opt->n_assign <= n_crops,
-               "swav: %d crops with %d assignment crops", n_crops, opt->n_assign);
+    return n_crops >= 2 && opt->n_assign >= 1 && opt->n_assign <= n_crops;
 }
 
-double ssl_swav_loss_codes(const struct ssl_loss_ctx *ctx, ssl_real *dz, ssl_real *dc,
-                           const ssl_real *z, const ssl_real *c, int n_crops, int64_t n, int64_t d,
-                           int64_t K, const struct ssl_swav_opts *opt, const double *codes,
-                           double *work)
+int ssl_swav_codes_loss(double *value, ssl_real *dz, ssl_real *dc, const ssl_real *z,
+                        const ssl_real *c, const double *codes, int64_t n, int64_t d, int64_t K,
+                        int64_t n_crops, const struct ssl_swav_opts *o,
+                        const struct ssl_loss_ctx *ctx, double *work)
 {
-    swav_check(n_crops, opt);
+    const struct ssl_swav_opts dflt = ssl_swav_defaults(), *opt = o != NULL ? o : &dflt;
+    if (!swav_fits(n_crops, opt)) return fail(value, SSL_E_USAGE);
     struct swav_work w = swav_carve(work, n_crops, n, d, K, opt->n_assign);
-    swav_scores(&w, z, c, (int64_t)n_crops * n, d, K);
-    return swav_predict(ctx, &w, dz, dc, n_crops, n, d, K, opt, codes);
+    swav_scores(&w, z, c, n_crops * n, d, K);
+    return swav_predict(value, &w, dz, dc, codes, n, d, K, n_crops, opt, ctx);
 }
 
-double ssl_swav_loss(const struct ssl_loss_ctx *ctx, ssl_real *dz, ssl_real *dc, const ssl_real *z,
-                     const ssl_real *c, int n_crops, int64_t n, int64_t d, int64_t K,
-                     const struct ssl_swav_opts *opt, double *codes_out, double *work)
+int ssl_swav_loss(double *value, double *codes_out, ssl_real *dz, ssl_real *dc, const ssl_real *z,
+                  const ssl_real *c, int64_t n, int64_t d, int64_t K, int64_t n_crops,
+                  const struct ssl_swav_opts *o, const struct ssl_loss_ctx *ctx, double *work)
 {
-    swav_check(n_crops, opt);
+    const struct ssl_swav_opts dflt = ssl_swav_defaults(), *opt = o != NULL ? o : &dflt;
+    if (!swav_fits(n_crops, opt)) return fail(value, SSL_E_USAGE);
     struct swav_work w = swav_carve(work, n_crops, n, d, K, opt->n_assign);
-    swav_scores(&w, z, c, (int64_t)n_crops * n, d, K);
+    swav_scores(&w, z, c, n_crops * n, d, K);
     /* codes from the detached scores of the large crops (no gradient through them) */
     int64_t nk = (int64_t)opt->n_assign * n * K;
     memcpy(w.codes, w.s, (size_t)nk * sizeof *w.codes);
-    for (int a = 0; a < opt->n_assign; a++)
-        if (ssl_swav_sinkhorn(ctx, w.codes + (int64_t)a * n * K, n, K, opt->epsilon,
-                              opt->sinkhorn_iterations, w.work_k) != 0)
-            return NAN;
+    for (int a = 0; a < opt->n_assign; a++) {
+        int rc = ssl_swav_sinkhorn(w.codes + (int64_t)a * n * K, n, K, opt->epsilon,
+                                   opt->sinkhorn_iterations, ctx, w.work_k);
+        if (rc != 0) return fail(value, rc);
+    }
     if (codes_out != NULL) memcpy(codes_out, w.codes, (size_t)nk * sizeof *codes_out);
-    return swav_predict(ctx, &w, dz, dc, n_crops, n, d, K, opt, w.codes);
+    return swav_predict(value, &w, dz, dc, w.codes, n, d, K, n_crops, opt, ctx);
 }

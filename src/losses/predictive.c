@@ -82,16 +82,44 @@ static void row_add_grad(ssl_real *dst, const double *g, double scale, int64_t d
  * BYOL and SimSiam
  * ------------------------------------------------------------------------------------------ */
 
-int64_t ssl_byol_work_elems(int64_t n, int64_t d)
+struct ssl_byol_opts ssl_byol_defaults(void)
 {
+    return (struct ssl_byol_opts){.eps_sq = 1e-12};
+}
+
+struct ssl_simsiam_opts ssl_simsiam_defaults(void)
+{
+    return (struct ssl_simsiam_opts){.eps = 1e-8};
+}
+
+int64_t ssl_byol_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
+                            const struct ssl_byol_opts *o)
+{
+    (void)c;
     (void)n;
+    (void)o;
     return 3 * d;
 }
 
-int64_t ssl_simsiam_work_elems(int64_t n, int64_t d)
+int64_t ssl_simsiam_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
+                               const struct ssl_simsiam_opts *o)
 {
+    (void)c;
     (void)n;
+    (void)o;
     return 3 * d;
+}
+
+/* The status convention's ending: a finite value is stored with 0, anything else fails with
+ * SSL_E_NONFINITE and *value = NAN. */
+static int finish(double *value, double v)
+{
+    if (!isfinite(v)) {
+        *value = NAN;
+        return SSL_E_NONFINITE;
+    }
+    *value = v;
+    return 0;
 }
 
 enum pair_kind { PAIR_BYOL, PAIR_COS };
@@ -121,41 +149,50 @@ static void pair_sums(double sums[2], ssl_real *dp1, ssl_real *dp2, const ssl_re
 /* deepmind-research byol/byol_experiment.py loss_fn: the per-example regression losses of both
  * directions are summed, then averaged over the batch (jnp.mean), and the gradients pmean'ed
  * over devices: the global-batch mean. */
-double ssl_byol_loss(ssl_real *dp1, ssl_real *dp2, const ssl_real *p1, const ssl_real *p2,
-                     const ssl_real *t1, const ssl_real *t2, int64_t n, int64_t d,
-                     const struct ssl_byol_opts *opts, const struct ssl_loss_ctx *ctx,
-                     double *work)
+int ssl_byol_loss(double *value, ssl_real *dp1, ssl_real *dp2, const ssl_real *p1,
+                  const ssl_real *p2, const ssl_real *t1, const ssl_real *t2, int64_t n, int64_t d,
+                  const struct ssl_byol_opts *o, const struct ssl_loss_ctx *c, double *work)
 {
-    SSL_CHECK(n >= 0 && d > 0);
-    struct ssl_byol_opts o = opts ? *opts : SSL_BYOL_OPTS_DEFAULT;
-    int64_t ng = ssl_loss_global_rows(ctx, n);
+    SSL_CHECK(value != NULL && n >= 0 && d > 0);
+    *value = NAN;
+    struct ssl_byol_opts op = o ? *o : ssl_byol_defaults();
+    int64_t ng = ssl_loss_global_rows(c, n);
     SSL_CHECK(ng > 0);
     double sums[2];
-    pair_sums(sums, dp1, dp2, p1, p2, t1, t2, n, d, PAIR_BYOL, o.eps_sq, 1.0 / (double)ng, work);
-    if (ssl_loss_sum(ctx, sums, 2) != 0) return NAN;
-    return (sums[0] + sums[1]) / (double)ng;
+    pair_sums(sums, dp1, dp2, p1, p2, t1, t2, n, d, PAIR_BYOL, op.eps_sq, 1.0 / (double)ng, work);
+    int rc = ssl_loss_sum(c, sums, 2);
+    if (rc != 0) return rc;
+    return finish(value, (sums[0] + sums[1]) / (double)ng);
 }
 
 /* facebookresearch/simsiam main_simsiam.py train(): loss = -(criterion(p1, z2).mean() +
  * criterion(p2, z1).mean()) * 0.5, DDP-averaged local means: the global-batch mean. */
-double ssl_simsiam_loss(ssl_real *dp1, ssl_real *dp2, const ssl_real *p1, const ssl_real *p2,
-                        const ssl_real *t1, const ssl_real *t2, int64_t n, int64_t d,
-                        const struct ssl_simsiam_opts *opts, const struct ssl_loss_ctx *ctx,
-                        double *work)
+int ssl_simsiam_loss(double *value, ssl_real *dp1, ssl_real *dp2, const ssl_real *p1,
+                     const ssl_real *p2, const ssl_real *t1, const ssl_real *t2, int64_t n,
+                     int64_t d, const struct ssl_simsiam_opts *o, const struct ssl_loss_ctx *c,
+                     double *work)
 {
-    SSL_CHECK(n >= 0 && d > 0);
-    struct ssl_simsiam_opts o = opts ? *opts : SSL_SIMSIAM_OPTS_DEFAULT;
-    int64_t ng = ssl_loss_global_rows(ctx, n);
+    SSL_CHECK(value != NULL && n >= 0 && d > 0);
+    *value = NAN;
+    struct ssl_simsiam_opts op = o ? *o : ssl_simsiam_defaults();
+    int64_t ng = ssl_loss_global_rows(c, n);
     SSL_CHECK(ng > 0);
     double sums[2];
-    pair_sums(sums, dp1, dp2, p1, p2, t1, t2, n, d, PAIR_COS, o.eps, -0.5 / (double)ng, work);
-    if (ssl_loss_sum(ctx, sums, 2) != 0) return NAN;
-    return -0.5 * (sums[0] + sums[1]) / (double)ng;
+    pair_sums(sums, dp1, dp2, p1, p2, t1, t2, n, d, PAIR_COS, op.eps, -0.5 / (double)ng, work);
+    int rc = ssl_loss_sum(c, sums, 2);
+    if (rc != 0) return rc;
+    return finish(value, -0.5 * (sums[0] + sums[1]) / (double)ng);
 }
 
 /* ------------------------------------------------------------------------------------------
  * RDM
  * ------------------------------------------------------------------------------------------ */
+
+struct ssl_rdm_opts ssl_rdm_defaults(void)
+{
+    return (struct ssl_rdm_opts){.base = SSL_RDM_BASE_SIMSIAM, .pred_type = SSL_RDM_PRED_POLY,
+                                 .location = SSL_RDM_LOC_ONLINE, .sigma = 1.0, .eps = 1e-8};
+}
 
 static const char *const pred_names[] = {"poly", "log", "log_1", "log_2"};
 static const char *const loc_names[] = {"online", "target"};
@@ -261,8 +298,11 @@ static struct rdm_work rdm_carve(double *work, int64_t n, int64_t ng, int64_t d)
     return w;
 }
 
-int64_t ssl_rdm_work_elems(int64_t n, int64_t n_global, int64_t d)
+int64_t ssl_rdm_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
+                           const struct ssl_rdm_opts *o)
 {
+    (void)o;
+    int64_t n_global = ssl_loss_global_rows(c, n);
     bool gram = n_global < d;
     int64_t m = gram ? n_global : d;
     return 4 * n * d + (gram ? n_global * d + 2 * n * n_global : 0) + 3 * m * m + 2 * m +
@@ -270,8 +310,9 @@ int64_t ssl_rdm_work_elems(int64_t n, int64_t n_global, int64_t d)
 }
 
 /* Builds the map of the global batch whose local rows are w->x (n, d): w->w = W (d, d) on the
- * covariance route, H (ng, ng) with W = Xg^T H Xg on the Gram route. Returns 0, or -1 (comm
- * failure, non-finite input, ill-defined map). */
+ * covariance route, H (ng, ng) with W = Xg^T H Xg on the Gram route. Returns 0, the comm
+ * operation's non-zero code, or SSL_E_NONFINITE (failed eigensolver, non-finite input,
+ * ill-defined map). */
 static int rdm_build(struct rdm_work *w, int64_t n, int64_t ng, int64_t d,
                      const struct ssl_rdm_opts *o, const struct ssl_loss_ctx *ctx)
 {
@@ -282,14 +323,18 @@ static int rdm_build(struct rdm_work *w, int64_t n, int64_t ng, int64_t d,
                     ssl_int(d), 0.0, w->s, ssl_int(d));
     } else {
         int64_t offset = 0;
-        if (ssl_loss_gather(ctx, w->x, n, d, w->xg, &offset) != 0) return -1;
+        int rc = ssl_loss_gather(ctx, w->x, n, d, w->xg, &offset);
+        if (rc != 0) return rc;
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, ssl_int(ng), ssl_int(d), 1.0, w->xg,
                     ssl_int(d), 0.0, w->s, ssl_int(ng));
     }
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < i; j++) w->s[i * m + j] = w->s[j * m + i];
-    if (!w->gram && ssl_loss_sum(ctx, w->s, m * m) != 0) return -1;
-    if (ssl_linalg_syevd(w->s, w->l, m, w->eig) != 0) return -1;
+    if (!w->gram) {
+        int rc = ssl_loss_sum(ctx, w->s, m * m);
+        if (rc != 0) return rc;
+    }
+    if (ssl_linalg_syevd(w->s, w->l, m, w->eig) != 0) return SSL_E_NONFINITE;
     double tol = (double)m * DBL_EPSILON * fmax(w->l[m - 1], 0.0);
     double h0 = rdm_h(o, 0.0);
     for (int64_t k = 0; k < m; k++) {
@@ -298,12 +343,12 @@ static int rdm_build(struct rdm_work *w, int64_t n, int64_t ng, int64_t d,
             /* a zero singular value */
             if (h0 == 0.0) wk = 0.0;
             else if (!w->gram && isfinite(h0)) wk = h0;
-            else return -1;
+            else return SSL_E_NONFINITE;
         } else {
             wk = rdm_h(o, sqrt(lk));
             if (w->gram) wk /= lk; /* V = X^T U diag(1/s) */
         }
-        if (!isfinite(wk)) return -1;
+        if (!isfinite(wk)) return SSL_E_NONFINITE;
         w->wk[k] = wk;
     }
     /* w = U diag(wk) U^T */
@@ -333,7 +378,7 @@ static void rdm_apply(struct rdm_work *w, double *y, const double *x, int64_t n,
 }
 
 /* One direction, loss(p, z) of rdmsimsiam.py: *sumcos = local sum of cos(p'_i, z'_i);
- * dp += grad_scale * dsumcos/dp with the map frozen. Returns 0 or -1. */
+ * dp += grad_scale * dsumcos/dp with the map frozen. Returns 0 or rdm_build's status. */
 static int rdm_direction(double *sumcos, ssl_real *dp, const ssl_real *p, const ssl_real *t,
                          int64_t n, int64_t ng, int64_t d, const struct ssl_rdm_opts *o,
                          double grad_scale, const struct ssl_loss_ctx *ctx, double *work)
@@ -343,7 +388,8 @@ static int rdm_direction(double *sumcos, ssl_real *dp, const ssl_real *p, const 
     /* w.x: the map's source (p online, z target); w.o: the other input */
     ssl_loss_to_double(w.x, online ? p : t, n * d);
     ssl_loss_to_double(w.o, online ? t : p, n * d);
-    if (rdm_build(&w, n, ng, d, o, ctx) != 0) return -1;
+    int rc = rdm_build(&w, n, ng, d, o, ctx);
+    if (rc != 0) return rc;
     rdm_apply(&w, w.y, w.x, n, ng, d);
     /* online: cos(p W, z); target: cos(p, z W) */
     const double *pa = online ? w.y : w.o, *zb = online ? w.o : w.y;
@@ -361,22 +407,25 @@ static int rdm_direction(double *sumcos, ssl_real *dp, const ssl_real *p, const 
     return 0;
 }
 
-double ssl_rdm_loss(ssl_real *dp1, ssl_real *dp2, const ssl_real *p1, const ssl_real *p2,
-                    const ssl_real *t1, const ssl_real *t2, int64_t n, int64_t d,
-                    const struct ssl_rdm_opts *opts, const struct ssl_loss_ctx *ctx, double *work)
+int ssl_rdm_loss(double *value, ssl_real *dp1, ssl_real *dp2, const ssl_real *p1,
+                 const ssl_real *p2, const ssl_real *t1, const ssl_real *t2, int64_t n, int64_t d,
+                 const struct ssl_rdm_opts *o, const struct ssl_loss_ctx *c, double *work)
 {
-    SSL_CHECK(n >= 0 && d > 0);
-    struct ssl_rdm_opts o = opts ? *opts : SSL_RDM_OPTS_DEFAULT;
-    SSL_CHECK((unsigned)o.base < 2u && (unsigned)o.pred_type < 4u && (unsigned)o.location < 2u);
-    int64_t ng = ssl_loss_global_rows(ctx, n);
+    SSL_CHECK(value != NULL && n >= 0 && d > 0);
+    *value = NAN;
+    struct ssl_rdm_opts op = o ? *o : ssl_rdm_defaults();
+    if (!((unsigned)op.base < 2u && (unsigned)op.pred_type < 4u && (unsigned)op.location < 2u))
+        return SSL_E_USAGE;
+    int64_t ng = ssl_loss_global_rows(c, n);
     SSL_CHECK(ng > 0);
-    bool byol = o.base == SSL_RDM_BASE_BYOL;
+    bool byol = op.base == SSL_RDM_BASE_BYOL;
     /* SimSiam: L = -(S1 + S2) / (2N); BYOL: L = 4 - 2 (S1 + S2) / N */
     double gscale = byol ? -2.0 / (double)ng : -0.5 / (double)ng;
     double sums[2];
-    if (rdm_direction(&sums[0], dp1, p1, t2, n, ng, d, &o, gscale, ctx, work) != 0) return NAN;
-    if (rdm_direction(&sums[1], dp2, p2, t1, n, ng, d, &o, gscale, ctx, work) != 0) return NAN;
-    if (ssl_loss_sum(ctx, sums, 2) != 0) return NAN;
+    int rc = rdm_direction(&sums[0], dp1, p1, t2, n, ng, d, &op, gscale, c, work);
+    if (rc == 0) rc = rdm_direction(&sums[1], dp2, p2, t1, n, ng, d, &op, gscale, c, work);
+    if (rc == 0) rc = ssl_loss_sum(c, sums, 2);
+    if (rc != 0) return rc;
     double mc = (sums[0] + sums[1]) / (double)ng;
-    return byol ? 4.0 - 2.0 * mc : -0.5 * mc;
+    return finish(value, byol ? 4.0 - 2.0 * mc : -0.5 * mc);
 }

@@ -12,18 +12,26 @@
  * (p1, t2) and (p2, t1).
  *
  * Every loss is a per-sample mean over the GLOBAL batch: the normaliser is
- * N = ssl_loss_global_rows(ctx, n), the local gradients are the global loss's gradient with
+ * N = ssl_loss_global_rows(c, n), the local gradients are the global loss's gradient with
  * respect to this rank's rows (so P ranks' gradients are exactly the global gradient, no 1/P),
  * and the returned value is the global value on every rank (one ssl_loss_sum of the local
  * sums). RDM also builds its spectral map from the global batch (LOSSES-SPEC 5: the official
  * code gathers p and z first): N >= d sums the (d, d) second-moment matrix with ssl_loss_sum,
- * N < d gathers the rows with ssl_loss_gather for the (N, N) Gram matrix. ctx NULL = one process.
+ * N < d gathers the rows with ssl_loss_gather for the (N, N) Gram matrix. c NULL = one process.
  *
- * Gradients are ACCUMULATED (+=) into dp1, dp2; NULL = not needed. `work` is caller-provided
- * fp64 workspace of *_work_elems doubles; nothing is allocated. A failure (a comm operation
- * failing, or an ill-defined or non-finite RDM map, see ssl_rdm_loss) returns NAN, the
- * gradients are then unspecified, and the trainer's non-finite check reports it
- * (SSL_E_NONFINITE). */
+ * API (docs/losses/predictive.md; one convention for every loss family):
+ *   struct ssl_<name>_opts ssl_<name>_defaults(void);            official defaults
+ *   int64_t ssl_<name>_work_elems(c, n, d, o);                   fp64 workspace elements
+ *   int ssl_<name>_loss(double *value, dp1, dp2, p1, p2, t1, t2, n, d, o, c, work);
+ * o NULL = defaults; c NULL = one process. *value is the loss of the global batch, the same on
+ * every rank. Gradients are ACCUMULATED (+=) into dp1, dp2; NULL = not needed. `work` is
+ * caller-provided fp64 workspace of *_work_elems doubles; nothing is allocated.
+ * Returns 0 on success, else a non-zero status and then *value is NAN and the gradients are
+ * UNSPECIFIED (possibly partly accumulated):
+ *   the comm operation's own non-zero code when ssl_loss_sum / ssl_loss_gather fails;
+ *   SSL_E_NONFINITE (src/check.h) for a non-finite value, or for RDM a failed eigensolver or
+ *     an ill-defined or non-finite map (see ssl_rdm_loss);
+ *   SSL_E_USAGE for RDM options out of range (an invalid base, pred_type or location). */
 #ifndef SSL_LOSSES_PREDICTIVE_H
 #define SSL_LOSSES_PREDICTIVE_H
 
@@ -43,14 +51,15 @@
 struct ssl_byol_opts {
     double eps_sq; /* on the SQUARED norm; official 1e-12 */
 };
-#define SSL_BYOL_OPTS_DEFAULT ((struct ssl_byol_opts){.eps_sq = 1e-12})
+/* {.eps_sq = 1e-12} */
+struct ssl_byol_opts ssl_byol_defaults(void);
 
-int64_t ssl_byol_work_elems(int64_t n, int64_t d);
-/* opts NULL = defaults. */
-double ssl_byol_loss(ssl_real *dp1, ssl_real *dp2, const ssl_real *p1, const ssl_real *p2,
-                     const ssl_real *t1, const ssl_real *t2, int64_t n, int64_t d,
-                     const struct ssl_byol_opts *opts, const struct ssl_loss_ctx *ctx,
-                     double *work);
+/* 3 d */
+int64_t ssl_byol_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
+                            const struct ssl_byol_opts *o);
+int ssl_byol_loss(double *value, ssl_real *dp1, ssl_real *dp2, const ssl_real *p1,
+                  const ssl_real *p2, const ssl_real *t1, const ssl_real *t2, int64_t n, int64_t d,
+                  const struct ssl_byol_opts *o, const struct ssl_loss_ctx *c, double *work);
 
 /* ------------------------------------------------------------------------------------------
  * SimSiam, facebookresearch/simsiam main_simsiam.py (criterion = nn.CosineSimilarity(dim=1))
@@ -61,13 +70,16 @@ double ssl_byol_loss(ssl_real *dp1, ssl_real *dp2, const ssl_real *p1, const ssl
 struct ssl_simsiam_opts {
     double eps; /* nn.CosineSimilarity's default 1e-8 */
 };
-#define SSL_SIMSIAM_OPTS_DEFAULT ((struct ssl_simsiam_opts){.eps = 1e-8})
+/* {.eps = 1e-8} */
+struct ssl_simsiam_opts ssl_simsiam_defaults(void);
 
-int64_t ssl_simsiam_work_elems(int64_t n, int64_t d);
-double ssl_simsiam_loss(ssl_real *dp1, ssl_real *dp2, const ssl_real *p1, const ssl_real *p2,
-                        const ssl_real *t1, const ssl_real *t2, int64_t n, int64_t d,
-                        const struct ssl_simsiam_opts *opts, const struct ssl_loss_ctx *ctx,
-                        double *work);
+/* 3 d */
+int64_t ssl_simsiam_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
+                               const struct ssl_simsiam_opts *o);
+int ssl_simsiam_loss(double *value, ssl_real *dp1, ssl_real *dp2, const ssl_real *p1,
+                     const ssl_real *p2, const ssl_real *t1, const ssl_real *t2, int64_t n,
+                     int64_t d, const struct ssl_simsiam_opts *o, const struct ssl_loss_ctx *c,
+                     double *work);
 
 /* ------------------------------------------------------------------------------------------
  * RDM predictors (Zhuo et al., ICLR 2023), PKU-ML/Rank-Differential-Mechanism
@@ -87,7 +99,7 @@ double ssl_simsiam_loss(ssl_real *dp1, ssl_real *dp2, const ssl_real *p1, const 
  * as a zero singular value: its term is dropped when f(0) = 0 (poly with sigma > 0, log_1,
  * log_2: the exact limit); with f(0) non-finite (log, poly with sigma < 0) or through the Gram
  * route the map is ill-defined there (the official code gives inf/NaN or rounding noise) and
- * the loss returns NAN; the (d, d) route with f(0) = 1 (sigma = 0) is exact.
+ * the loss fails with SSL_E_NONFINITE; the (d, d) route with f(0) = 1 (sigma = 0) is exact.
  * ------------------------------------------------------------------------------------------ */
 enum ssl_rdm_base { SSL_RDM_BASE_SIMSIAM = 0, SSL_RDM_BASE_BYOL };
 enum ssl_rdm_pred { SSL_RDM_PRED_POLY = 0, SSL_RDM_PRED_LOG, SSL_RDM_PRED_LOG_1, SSL_RDM_PRED_LOG_2 };
@@ -100,9 +112,8 @@ struct ssl_rdm_opts {
     double sigma;                   /* official default 1 */
     double eps;                     /* cosine eps, 1e-8 */
 };
-#define SSL_RDM_OPTS_DEFAULT                                                                  \
-    ((struct ssl_rdm_opts){.base = SSL_RDM_BASE_SIMSIAM, .pred_type = SSL_RDM_PRED_POLY,     \
-                           .location = SSL_RDM_LOC_ONLINE, .sigma = 1.0, .eps = 1e-8})
+/* {.base = SIMSIAM, .pred_type = POLY, .location = ONLINE, .sigma = 1, .eps = 1e-8} */
+struct ssl_rdm_opts ssl_rdm_defaults(void);
 
 /* Names as the official command line spells them ("poly", "log", "log_1", "log_2"; "online",
  * "target"; "simsiam", "byol"); NULL for an invalid value. The parsers return 0, or -1 for an
@@ -114,11 +125,12 @@ int ssl_rdm_pred_parse(const char *s, enum ssl_rdm_pred *out);
 int ssl_rdm_location_parse(const char *s, enum ssl_rdm_location *out);
 int ssl_rdm_base_parse(const char *s, enum ssl_rdm_base *out);
 
-/* n_global = ssl_loss_global_rows(ctx, n) (the map's route and buffers depend on it). */
-int64_t ssl_rdm_work_elems(int64_t n, int64_t n_global, int64_t d);
-double ssl_rdm_loss(ssl_real *dp1, ssl_real *dp2, const ssl_real *p1, const ssl_real *p2,
-                    const ssl_real *t1, const ssl_real *t2, int64_t n, int64_t d,
-                    const struct ssl_rdm_opts *opts, const struct ssl_loss_ctx *ctx,
-                    double *work);
+/* Depends on N = ssl_loss_global_rows(c, n) (the map's route and buffers depend on it), so c
+ * must be the ctx later passed to ssl_rdm_loss; o is not used (NULL is fine). */
+int64_t ssl_rdm_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
+                           const struct ssl_rdm_opts *o);
+int ssl_rdm_loss(double *value, ssl_real *dp1, ssl_real *dp2, const ssl_real *p1,
+                 const ssl_real *p2, const ssl_real *t1, const ssl_real *t2, int64_t n, int64_t d,
+                 const struct ssl_rdm_opts *o, const struct ssl_loss_ctx *c, double *work);
 
 #endif

@@ -66,15 +66,17 @@ static void gemm(bool ta, bool tb, int64_t m, int64_t nn, int64_t k, double alph
  *     mean(dy o y) is taken directly over the rows.
  * ========================================================================================== */
 
-struct ssl_barlow_options ssl_barlow_defaults(void)
+struct ssl_barlow_opts ssl_barlow_defaults(void)
 {
-    return (struct ssl_barlow_options){
+    return (struct ssl_barlow_opts){
         .lambd = 0.0051, .bn_eps = 1e-5, .path = SSL_REDUNDANCY_PATH_AUTO};
 }
 
-int64_t ssl_barlow_forward_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
-                                      const struct ssl_barlow_options *o)
+int64_t ssl_barlow_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
+                              const struct ssl_barlow_opts *o)
 {
+    struct ssl_barlow_opts dflt = ssl_barlow_defaults();
+    if (o == NULL) o = &dflt;
     bool feature = resolve_path(c, n, d, o->path) == SSL_REDUNDANCY_PATH_FEATURE;
     return 4 * n * d + 6 * d + (feature ? d * d : 2 * n * n);
 }
@@ -88,11 +90,14 @@ static void bn_grad(ssl_real *dz, const double *g, const double *y, const double
             dz[i * d + j] += (ssl_real)((g[i * d + j] - y[i * d + j] * r[j]) / sd[j]);
 }
 
-int ssl_barlow_forward(double *loss, ssl_real *da, ssl_real *db, const ssl_real *a,
-                       const ssl_real *b, int64_t n, int64_t d, const struct ssl_barlow_options *o,
-                       const struct ssl_loss_ctx *c, double *terms, double *work)
+int ssl_barlow_loss(double *value, double *terms, ssl_real *da, ssl_real *db, const ssl_real *a,
+                    const ssl_real *b, int64_t n, int64_t d, const struct ssl_barlow_opts *o,
+                    const struct ssl_loss_ctx *c, double *work)
 {
-    SSL_CHECK(loss != NULL && a != NULL && b != NULL && o != NULL && work != NULL);
+    SSL_CHECK(value != NULL && a != NULL && b != NULL && work != NULL);
+    struct ssl_barlow_opts dflt = ssl_barlow_defaults();
+    if (o == NULL) o = &dflt;
+    *value = NAN; /* until it is known: every failure returns before the end */
     SSL_CHECK(n >= 1 && d >= 1);
     bool feature = resolve_path(c, n, d, o->path) == SSL_REDUNDANCY_PATH_FEATURE;
     double *y1 = work, *y2 = y1 + n * d, *g1 = y2 + n * d, *g2 = g1 + n * d; /* (n, d) each */
@@ -184,7 +189,7 @@ int ssl_barlow_forward(double *loss, ssl_real *da, ssl_real *db, const ssl_real 
         terms[0] = on;
         terms[1] = off;
     }
-    *loss = on + lam * off;
+    *value = on + lam * off;
     return 0;
 }
 
@@ -198,15 +203,17 @@ int ssl_barlow_forward(double *loss, ssl_real *da, ssl_real *db, const ssl_real 
  *   INSTANCE: 2 zc G = 4 cov / (d (N-1)^2) K zc + zc diag(2 G_jj - 4 cov C_jj / (d (N-1)^2)).
  * ========================================================================================== */
 
-struct ssl_vicreg_options ssl_vicreg_defaults(void)
+struct ssl_vicreg_opts ssl_vicreg_defaults(void)
 {
-    return (struct ssl_vicreg_options){
+    return (struct ssl_vicreg_opts){
         .sim = 25.0, .std = 25.0, .cov = 1.0, .var_eps = 1e-4, .path = SSL_REDUNDANCY_PATH_AUTO};
 }
 
-int64_t ssl_vicreg_forward_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
-                                      const struct ssl_vicreg_options *o)
+int64_t ssl_vicreg_full_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
+                                   const struct ssl_vicreg_opts *o)
 {
+    struct ssl_vicreg_opts dflt = ssl_vicreg_defaults();
+    if (o == NULL) o = &dflt;
     bool feature = resolve_path(c, n, d, o->path) == SSL_REDUNDANCY_PATH_FEATURE;
     return 3 * n * d + 4 * d + 1 + (feature ? 2 * d * d : n * n);
 }
@@ -222,11 +229,15 @@ static double vicreg_hinge(double var, double var_eps, double nm1, double d, dou
     return 0.0;
 }
 
-int ssl_vicreg_forward(double *loss, ssl_real *da, ssl_real *db, const ssl_real *a,
-                       const ssl_real *b, int64_t n, int64_t d, const struct ssl_vicreg_options *o,
-                       const struct ssl_loss_ctx *c, double *terms, double *work)
+int ssl_vicreg_full_loss(double *value, double *terms, ssl_real *da, ssl_real *db,
+                         const ssl_real *a, const ssl_real *b, int64_t n, int64_t d,
+                         const struct ssl_vicreg_opts *o, const struct ssl_loss_ctx *c,
+                         double *work)
 {
-    SSL_CHECK(loss != NULL && a != NULL && b != NULL && o != NULL && work != NULL);
+    SSL_CHECK(value != NULL && a != NULL && b != NULL && work != NULL);
+    struct ssl_vicreg_opts dflt = ssl_vicreg_defaults();
+    if (o == NULL) o = &dflt;
+    *value = NAN; /* until it is known: every failure returns before the end */
     SSL_CHECK(n >= 1 && d >= 1);
     bool feature = resolve_path(c, n, d, o->path) == SSL_REDUNDANCY_PATH_FEATURE;
     double *x[2] = {work, work + n * d}, *gx = work + 2 * n * d; /* (n, d) each */
@@ -309,26 +320,26 @@ int ssl_vicreg_forward(double *loss, ssl_real *da, ssl_real *db, const ssl_real 
         terms[1] = var_term;
         terms[2] = cov_term;
     }
-    *loss = o->sim * inv + o->std * var_term + o->cov * cov_term;
+    *value = o->sim * inv + o->std * var_term + o->cov * cov_term;
     return 0;
 }
 
 /* The losses.h entry points (src/bench.c): one process, AUTO path. */
 int64_t ssl_vicreg_work_elems(int64_t n, int64_t d)
 {
-    struct ssl_vicreg_options o = ssl_vicreg_defaults();
-    return ssl_vicreg_forward_work_elems(NULL, n, d, &o);
+    struct ssl_vicreg_opts o = ssl_vicreg_defaults();
+    return ssl_vicreg_full_work_elems(NULL, n, d, &o);
 }
 
 double ssl_vicreg_loss(ssl_real *da, ssl_real *db, const ssl_real *a, const ssl_real *b, int64_t n,
                        int64_t d, const struct ssl_vicreg_weights *w, double *terms, double *work)
 {
-    struct ssl_vicreg_options o = ssl_vicreg_defaults();
+    struct ssl_vicreg_opts o = ssl_vicreg_defaults();
     o.sim = w->sim;
     o.std = w->std;
     o.cov = w->cov;
     double loss = 0.0;
-    SSL_CHECK(ssl_vicreg_forward(&loss, da, db, a, b, n, d, &o, NULL, terms, work) == 0);
+    SSL_CHECK(ssl_vicreg_full_loss(&loss, terms, da, db, a, b, n, d, &o, NULL, work) == 0);
     return loss;
 }
 
@@ -342,9 +353,9 @@ double ssl_vicreg_loss(ssl_real *da, ssl_real *db, const ssl_real *a, const ssl_
  *     s = xc / (sd + e):  dx = (ds - mean(ds)) / (sd + e) - s sum(ds o s) / (sd (len - 1)).
  * ========================================================================================== */
 
-struct ssl_zerocl_options ssl_zerocl_defaults(enum ssl_zerocl_mode mode)
+struct ssl_zerocl_opts ssl_zerocl_defaults(enum ssl_zerocl_mode mode)
 {
-    return (struct ssl_zerocl_options){
+    return (struct ssl_zerocl_opts){
         .mode = mode, .std_eps = 1e-4, .zca_eps = 0.01, .whiten = NULL};
 }
 
@@ -377,10 +388,12 @@ static struct zcl_work zcl_carve(int64_t n, int64_t d, enum ssl_zerocl_mode mode
     return z;
 }
 
-int64_t ssl_zerocl_forward_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
-                                      const struct ssl_zerocl_options *o)
+int64_t ssl_zerocl_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
+                              const struct ssl_zerocl_opts *o)
 {
     (void)c;
+    struct ssl_zerocl_opts dflt = ssl_zerocl_defaults(SSL_ZEROCL_FCL);
+    if (o == NULL) o = &dflt;
     int64_t m = o->mode == SSL_ZEROCL_FCL ? d : n, q = n > d ? n : d;
     return 5 * n * d + 3 * m * m + 3 * q + m + ssl_linalg_syevd_work_elems(m);
 }
@@ -434,7 +447,7 @@ static void zcl_standardize_backward(ssl_real *dx, const double *ds, const doubl
 
 /* Standardises both views into z.s; computes W into z.w if compute_w. */
 static int zcl_prepare(struct zcl_work *z, const ssl_real *a, const ssl_real *b, int64_t n,
-                       int64_t d, const struct ssl_zerocl_options *o, bool compute_w)
+                       int64_t d, const struct ssl_zerocl_opts *o, bool compute_w)
 {
     struct groups g = zcl_groups(n, d, o->mode);
     SSL_CHECK(g.len >= 2);
@@ -461,9 +474,11 @@ static int zcl_prepare(struct zcl_work *z, const ssl_real *a, const ssl_real *b,
 }
 
 int ssl_zerocl_whitening(double *w, const ssl_real *a, const ssl_real *b, int64_t n, int64_t d,
-                         const struct ssl_zerocl_options *o, double *work)
+                         const struct ssl_zerocl_opts *o, double *work)
 {
-    SSL_CHECK(w != NULL && a != NULL && b != NULL && o != NULL && work != NULL);
+    SSL_CHECK(w != NULL && a != NULL && b != NULL && work != NULL);
+    struct ssl_zerocl_opts dflt = ssl_zerocl_defaults(SSL_ZEROCL_FCL);
+    if (o == NULL) o = &dflt;
     struct zcl_work z = zcl_carve(n, d, o->mode, work);
     int rc = zcl_prepare(&z, a, b, n, d, o, true);
     if (rc != 0) return rc;
@@ -472,12 +487,15 @@ int ssl_zerocl_whitening(double *w, const ssl_real *a, const ssl_real *b, int64_
     return 0;
 }
 
-int ssl_zerocl_forward(double *loss, ssl_real *da, ssl_real *db, const ssl_real *a,
-                       const ssl_real *b, int64_t n, int64_t d, const struct ssl_zerocl_options *o,
-                       const struct ssl_loss_ctx *c, double *terms, double *work)
+int ssl_zerocl_loss(double *value, double *terms, ssl_real *da, ssl_real *db, const ssl_real *a,
+                    const ssl_real *b, int64_t n, int64_t d, const struct ssl_zerocl_opts *o,
+                    const struct ssl_loss_ctx *c, double *work)
 {
-    (void)terms;
-    SSL_CHECK(loss != NULL && a != NULL && b != NULL && o != NULL && work != NULL);
+    (void)terms; /* Zero-CL has no separate parts */
+    SSL_CHECK(value != NULL && a != NULL && b != NULL && work != NULL);
+    struct ssl_zerocl_opts dflt = ssl_zerocl_defaults(SSL_ZEROCL_FCL);
+    if (o == NULL) o = &dflt;
+    *value = NAN; /* until it is known: every failure returns before it is set */
     SSL_CHECK(n >= 1 && d >= 1);
     struct zcl_work z = zcl_carve(n, d, o->mode, work);
     int rc = zcl_prepare(&z, a, b, n, d, o, o->whiten == NULL);
@@ -512,7 +530,7 @@ int ssl_zerocl_forward(double *loss, ssl_real *da, ssl_real *db, const ssl_real 
         L += (ck - 1.0) * (ck - 1.0);
         z.cd[k] = 2.0 * (ck - 1.0) / norm;
     }
-    *loss = L;
+    *value = L;
     ssl_real *dz[2] = {da, db};
     struct groups g = zcl_groups(n, d, o->mode);
     /* dt1 = t2 o g and dt2 = t1 o g, in place (t is not needed any more) */

@@ -2,13 +2,20 @@
  * Barlow Twins, VICReg, Zero-CL (feature-wise FCL and instance-wise ICL). docs/losses/redundancy.md
  * gives the formulas, defaults, sources and deviations.
  *
- * Every forward here:
- *   - returns 0, an error of the comm operations (src/losses/loss.h), or SSL_E_NONFINITE
- *     (Zero-CL's eigendecomposition on non-finite data); the loss goes to *loss and, if terms
- *     is non-NULL, its unweighted parts to terms;
+ * Every loss here follows the one API convention shared by all losses in src/losses/:
+ *   int ssl_<name>_loss(double *value, double *terms, ssl_real *da, ssl_real *db,
+ *                       const ssl_real *a, const ssl_real *b, int64_t n, int64_t d,
+ *                       const struct ssl_<name>_opts *o, const struct ssl_loss_ctx *c,
+ *                       double *work);
+ *   - returns 0, or a non-zero status: the comm operation's own non-zero code
+ *     (src/losses/loss.h), or SSL_E_NONFINITE (Zero-CL's eigendecomposition on non-finite
+ *     data). On failure *value is NAN, terms and the gradients are unspecified;
+ *   - the loss goes to *value and, if terms is non-NULL, its unweighted parts to terms;
  *   - ACCUMULATES dL/da, dL/db (+=) into da, db (either may be NULL);
+ *   - o NULL: the official defaults (ssl_<name>_defaults(); Zero-CL: ssl_zerocl_defaults(
+ *     SSL_ZEROCL_FCL));
  *   - takes the global batch through c (NULL: one process) and a caller-provided fp64 `work` of
- *     *_forward_work_elems(c, n, d, o) doubles; nothing is allocated;
+ *     ssl_<name>_work_elems(c, n, d, o) doubles (o NULL: defaults); nothing is allocated;
  *   - is collective when c has a comm: every rank calls it with the same options.
  *
  * Statistics (means, variances, covariances, cross-correlations) are computed as local fp64
@@ -44,18 +51,18 @@ enum ssl_redundancy_path {
  *   L = sum_i (1 - c_ii)^2 + lambd * sum_{i != j} c_ij^2
  * terms (optional, 2): sum_i (1 - c_ii)^2, sum_{i != j} c_ij^2. Needs n >= 1.
  * ------------------------------------------------------------------------------------------ */
-struct ssl_barlow_options {
+struct ssl_barlow_opts {
     double lambd;  /* 0.0051 (main.py --lambd) */
     double bn_eps; /* 1e-5 (nn.BatchNorm1d default) */
     enum ssl_redundancy_path path;
 };
 
-struct ssl_barlow_options ssl_barlow_defaults(void);
-int64_t ssl_barlow_forward_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
-                                      const struct ssl_barlow_options *o);
-int ssl_barlow_forward(double *loss, ssl_real *da, ssl_real *db, const ssl_real *a,
-                       const ssl_real *b, int64_t n, int64_t d, const struct ssl_barlow_options *o,
-                       const struct ssl_loss_ctx *c, double *terms, double *work);
+struct ssl_barlow_opts ssl_barlow_defaults(void);
+int64_t ssl_barlow_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
+                              const struct ssl_barlow_opts *o);
+int ssl_barlow_loss(double *value, double *terms, ssl_real *da, ssl_real *db, const ssl_real *a,
+                    const ssl_real *b, int64_t n, int64_t d, const struct ssl_barlow_opts *o,
+                    const struct ssl_loss_ctx *c, double *work);
 
 /* ------------------------------------------------------------------------------------------
  * VICReg (facebookresearch/vicreg main_vicreg.py, VICReg.forward)
@@ -65,8 +72,14 @@ int ssl_barlow_forward(double *loss, ssl_real *da, ssl_real *db, const ssl_real 
  *   cov(z) = sum_{i != j} C_ij^2 / d,  C = zc^T zc / (N - 1)
  *   L = sim * inv + std_coeff * (std(a) + std(b)) + cov_coeff * (cov(a) + cov(b))
  * terms (optional, 3): inv, std(a) + std(b), cov(a) + cov(b), unweighted. Needs global N >= 2.
+ *
+ * Names: the full-featured VICReg is ssl_vicreg_full_loss / ssl_vicreg_full_work_elems /
+ * struct ssl_vicreg_opts, not ssl_vicreg_loss / ssl_vicreg_work_elems, because those two
+ * names (and struct ssl_vicreg_weights) are taken by the benchmark's one-process entry points
+ * in losses.h, which src/bench.c calls and which must keep their exact declarations. They are
+ * thin wrappers around ssl_vicreg_full_loss (AUTO path, var_eps 1e-4, no comm).
  * ------------------------------------------------------------------------------------------ */
-struct ssl_vicreg_options {
+struct ssl_vicreg_opts {
     double sim;     /* 25 (--sim-coeff) */
     double std;     /* 25 (--std-coeff) */
     double cov;     /* 1 (--cov-coeff) */
@@ -74,12 +87,13 @@ struct ssl_vicreg_options {
     enum ssl_redundancy_path path;
 };
 
-struct ssl_vicreg_options ssl_vicreg_defaults(void);
-int64_t ssl_vicreg_forward_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
-                                      const struct ssl_vicreg_options *o);
-int ssl_vicreg_forward(double *loss, ssl_real *da, ssl_real *db, const ssl_real *a,
-                       const ssl_real *b, int64_t n, int64_t d, const struct ssl_vicreg_options *o,
-                       const struct ssl_loss_ctx *c, double *terms, double *work);
+struct ssl_vicreg_opts ssl_vicreg_defaults(void);
+int64_t ssl_vicreg_full_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
+                                   const struct ssl_vicreg_opts *o);
+int ssl_vicreg_full_loss(double *value, double *terms, ssl_real *da, ssl_real *db,
+                         const ssl_real *a, const ssl_real *b, int64_t n, int64_t d,
+                         const struct ssl_vicreg_opts *o, const struct ssl_loss_ctx *c,
+                         double *work);
 
 /* ------------------------------------------------------------------------------------------
  * Zero-CL (Sherrylone/Zero-CL ImageNet-100/main.py: fea_loss, ins_loss, standardization,
@@ -102,7 +116,7 @@ enum ssl_zerocl_mode {
     SSL_ZEROCL_ICL,     /* --mode ins */
 };
 
-struct ssl_zerocl_options {
+struct ssl_zerocl_opts {
     enum ssl_zerocl_mode mode;
     double std_eps; /* 1e-4, added to the std (standardization) */
     double zca_eps; /* 0.01 (WhitenTran eps) */
@@ -112,15 +126,18 @@ struct ssl_zerocl_options {
     const double *whiten;
 };
 
-struct ssl_zerocl_options ssl_zerocl_defaults(enum ssl_zerocl_mode mode);
-int64_t ssl_zerocl_forward_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
-                                      const struct ssl_zerocl_options *o);
-int ssl_zerocl_forward(double *loss, ssl_real *da, ssl_real *db, const ssl_real *a,
-                       const ssl_real *b, int64_t n, int64_t d, const struct ssl_zerocl_options *o,
-                       const struct ssl_loss_ctx *c, double *terms, double *work);
-/* w (2, m, m) = the whitening matrices the forward computes for views a and b (o->whiten is
- * ignored); work as for the forward. Returns 0 or SSL_E_NONFINITE. */
+struct ssl_zerocl_opts ssl_zerocl_defaults(enum ssl_zerocl_mode mode);
+int64_t ssl_zerocl_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
+                              const struct ssl_zerocl_opts *o);
+/* terms: Zero-CL has no separate parts; the argument is kept for the common shape and is not
+ * written (may be NULL). */
+int ssl_zerocl_loss(double *value, double *terms, ssl_real *da, ssl_real *db, const ssl_real *a,
+                    const ssl_real *b, int64_t n, int64_t d, const struct ssl_zerocl_opts *o,
+                    const struct ssl_loss_ctx *c, double *work);
+/* w (2, m, m) = the whitening matrices the loss computes for views a and b (o->whiten is
+ * ignored; o NULL: ssl_zerocl_defaults(SSL_ZEROCL_FCL)); work as for the loss. Returns 0 or
+ * SSL_E_NONFINITE (w is then unspecified). */
 int ssl_zerocl_whitening(double *w, const ssl_real *a, const ssl_real *b, int64_t n, int64_t d,
-                         const struct ssl_zerocl_options *o, double *work);
+                         const struct ssl_zerocl_opts *o, double *work);
 
 #endif

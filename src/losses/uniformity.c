@@ -13,7 +13,9 @@
  * caller's `work`, LAPACK's too); gradients are accumulated into the caller's buffers only
  * after the value is known to be finite; every statistic that needs the global batch goes
  * through exactly one ssl_loss_sum per call (W2 covariance route, L_U, A) or one
- * ssl_loss_gather per view (W2 Gram route, L_U). */
+ * ssl_loss_gather per view (W2 Gram route, L_U). Every loss returns 0 or an enum ssl_status
+ * (or a comm operation's code) and sets *value to NAN first, so every early return leaves it
+ * NAN. */
 #include "uniformity.h"
 
 #include <cblas.h>
@@ -80,7 +82,7 @@ static void normalise_backward(ssl_real *dz, const double *dx, const double *x, 
  * W2
  * ------------------------------------------------------------------------------------------ */
 
-struct ssl_w2_opts ssl_w2_opts_default(void)
+struct ssl_w2_opts ssl_w2_defaults(void)
 {
     return (struct ssl_w2_opts){.cov_eps = 0.0, .route = SSL_W2_ROUTE_AUTO};
 }
@@ -110,10 +112,12 @@ static int64_t w2_gram_elems(int64_t m, int64_t d)
     return m * d + d + m * m + 2 * m + m * m + m + d + sub;
 }
 
-int64_t ssl_w2_loss_work_elems(const struct ssl_w2_opts *o, const struct ssl_loss_ctx *c,
-                               int64_t n, int64_t d)
+int64_t ssl_w2_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
+                          const struct ssl_w2_opts *o)
 {
-    SSL_CHECK(o != NULL && n >= 1 && d >= 1);
+    SSL_CHECK(n >= 1 && d >= 1);
+    struct ssl_w2_opts def = ssl_w2_defaults();
+    if (o == NULL) o = &def;
     int64_t rows = 2 * n, m = 2 * ssl_loss_global_rows(c, n);
     int64_t route = w2_route(o, m, d) == SSL_W2_ROUTE_COV ? w2_cov_elems(rows, d)
                                                           : w2_gram_elems(m, d);
@@ -269,19 +273,21 @@ static int w2_gram(double *w2_sq, double *dx, bool want, const double *x, int64_
     return 0;
 }
 
-double ssl_w2_loss(ssl_real *dz1, ssl_real *dz2, const ssl_real *z1, const ssl_real *z2,
-                   int64_t n, int64_t d, const struct ssl_w2_opts *o,
-                   const struct ssl_loss_ctx *c, double *w2_sq, double *work)
+int ssl_w2_loss(double *value, double *w2_sq, ssl_real *dz1, ssl_real *dz2, const ssl_real *z1,
+                const ssl_real *z2, int64_t n, int64_t d, const struct ssl_w2_opts *o,
+                const struct ssl_loss_ctx *c, double *work)
 {
-    SSL_CHECK(o != NULL && n >= 1 && d >= 1 && z1 != NULL && z2 != NULL && work != NULL);
-    SSL_CHECKF(o->cov_eps >= 0.0 && isfinite(o->cov_eps), "w2: cov_eps %g must be >= 0",
-               o->cov_eps);
+    SSL_CHECK(value != NULL && n >= 1 && d >= 1 && z1 != NULL && z2 != NULL && work != NULL);
+    *value = NAN;
+    if (w2_sq) *w2_sq = NAN;
+    struct ssl_w2_opts def = ssl_w2_defaults();
+    if (o == NULL) o = &def;
+    if (!(o->cov_eps >= 0.0 && isfinite(o->cov_eps))) return SSL_E_USAGE;
     int64_t rows = 2 * n, m = 2 * ssl_loss_global_rows(c, n);
     SSL_CHECK(m >= rows);
     enum ssl_w2_route route = w2_route(o, m, d);
-    SSL_CHECK(route == SSL_W2_ROUTE_COV || route == SSL_W2_ROUTE_GRAM);
-    if (w2_sq) *w2_sq = NAN;
-    if (!finite_real(z1, n * d) || !finite_real(z2, n * d)) return NAN;
+    if (route != SSL_W2_ROUTE_COV && route != SSL_W2_ROUTE_GRAM) return SSL_E_USAGE;
+    if (!finite_real(z1, n * d) || !finite_real(z2, n * d)) return SSL_E_NONFINITE;
 
     double *x = work, *nrm = x + rows * d, *dx = nrm + rows, *rest = dx + rows * d;
     normalise(x, nrm, z1, n, d);
@@ -292,13 +298,14 @@ double ssl_w2_loss(ssl_real *dz1, ssl_real *dz2, const ssl_real *z1, const ssl_r
     int rc = route == SSL_W2_ROUTE_COV
                  ? w2_cov(&sq, dx, want, x, rows, m, d, o->cov_eps, c, rest)
                  : w2_gram(&sq, dx, want, x, rows, m, d, o->cov_eps, c, rest);
-    if (rc) return NAN;
+    if (rc) return rc;
     if (w2_sq) *w2_sq = sq;
     if (want) {
         normalise_backward(dz1, dx, x, nrm, n, d);
         normalise_backward(dz2, dx + n * d, x + n * d, nrm + n, n, d);
     }
-    return sqrt(fmax(sq, 0.0));
+    *value = sqrt(fmax(sq, 0.0));
+    return 0;
 }
 
 double ssl_uniformity_weight(double lambd_max, double lambd_min, int64_t epoch, int64_t epochs)
@@ -314,30 +321,34 @@ double ssl_uniformity_weight(double lambd_max, double lambd_min, int64_t epoch, 
  * Wang & Isola uniformity
  * ------------------------------------------------------------------------------------------ */
 
-struct ssl_uniformity_opts ssl_uniformity_opts_default(void)
+struct ssl_uniformity_opts ssl_uniformity_defaults(void)
 {
     return (struct ssl_uniformity_opts){.t = 2.0};
 }
 
 /* Per view: x (n, d), nrm (n), xg (m, d), e (n, m); shared: gg (m, d), dxl (n, d). */
-int64_t ssl_uniformity_loss_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d)
+int64_t ssl_uniformity_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
+                                  const struct ssl_uniformity_opts *o)
 {
+    (void)o; /* the size does not depend on t */
     SSL_CHECK(n >= 1 && d >= 1);
     int64_t m = ssl_loss_global_rows(c, n);
     return 2 * (n * d + n + m * d + n * m) + m * d + n * d;
 }
 
-double ssl_uniformity_loss(ssl_real *dz1, ssl_real *dz2, const ssl_real *z1, const ssl_real *z2,
-                           int64_t n, int64_t d, const struct ssl_uniformity_opts *o,
-                           const struct ssl_loss_ctx *c, double *work)
+int ssl_uniformity_loss(double *value, ssl_real *dz1, ssl_real *dz2, const ssl_real *z1,
+                        const ssl_real *z2, int64_t n, int64_t d,
+                        const struct ssl_uniformity_opts *o, const struct ssl_loss_ctx *c,
+                        double *work)
 {
-    SSL_CHECK(o != NULL && n >= 1 && d >= 1 && z1 != NULL && z2 != NULL && work != NULL);
-    SSL_CHECKF(o->t > 0.0 && o->t <= UNIF_T_MAX, "uniformity: t = %g out of (0, %g]", o->t,
-               UNIF_T_MAX);
+    SSL_CHECK(value != NULL && n >= 1 && d >= 1 && z1 != NULL && z2 != NULL && work != NULL);
+    *value = NAN;
+    struct ssl_uniformity_opts def = ssl_uniformity_defaults();
+    if (o == NULL) o = &def;
+    if (!(o->t > 0.0 && o->t <= UNIF_T_MAX)) return SSL_E_USAGE; /* (0, UNIF_T_MAX] */
     int64_t m = ssl_loss_global_rows(c, n);
-    SSL_CHECKF(m >= 2, "uniformity: needs at least 2 rows in the global batch, has %lld",
-               (long long)m);
-    if (!finite_real(z1, n * d) || !finite_real(z2, n * d)) return NAN;
+    if (m < 2) return SSL_E_USAGE; /* needs a pair in the global batch */
+    if (!finite_real(z1, n * d) || !finite_real(z2, n * d)) return SSL_E_NONFINITE;
     const ssl_real *z[2] = {z1, z2};
     ssl_real *dz[2] = {dz1, dz2};
     double *x[2], *nrm[2], *xg[2], *e[2];
@@ -359,7 +370,7 @@ double ssl_uniformity_loss(ssl_real *dz1, ssl_real *dz2, const ssl_real *z1, con
     for (int v = 0; v < 2; v++) {
         normalise(x[v], nrm[v], z[v], n, d);
         int rc = ssl_loss_gather(c, x[v], n, d, xg[v], &offset[v]);
-        if (rc) return NAN;
+        if (rc) return rc;
         SSL_CHECK(offset[v] >= 0 && offset[v] + n <= m);
         double acc = 0.0;
         for (int64_t i = 0; i < n; i++) {
@@ -381,12 +392,13 @@ double ssl_uniformity_loss(ssl_real *dz1, ssl_real *dz2, const ssl_real *z1, con
         }
         s[v] = acc;
     }
-    if (ssl_loss_sum(c, s, 2)) return NAN;
+    int rc = ssl_loss_sum(c, s, 2);
+    if (rc) return rc;
     double log_pairs = log((double)m * (double)(m - 1));
     double u[2];
     for (int v = 0; v < 2; v++) u[v] = log(s[v]) - shift - log_pairs;
-    double value = 0.5 * (u[0] + u[1]);
-    if (!isfinite(value)) return NAN;
+    double val = 0.5 * (u[0] + u[1]);
+    if (!isfinite(val)) return SSL_E_NONFINITE;
 
     for (int v = 0; v < 2; v++) {
         if (dz[v] == NULL) continue;
@@ -412,36 +424,44 @@ double ssl_uniformity_loss(ssl_real *dz1, ssl_real *dz2, const ssl_real *z1, con
             for (int64_t i = 0; i < n; i++) cs += f[i * m + j];
             for (int64_t k = 0; k < d; k++) gg[j * d + k] += cs * xg[v][j * d + k];
         }
-        if (ssl_loss_scatter(c, gg, n, d, dxl)) return NAN;
+        rc = ssl_loss_scatter(c, gg, n, d, dxl);
+        if (rc) return rc;
         normalise_backward(dz[v], dxl, x[v], nrm[v], n, d);
     }
-    return value;
+    *value = val;
+    return 0;
 }
 
 /* ------------------------------------------------------------------------------------------
  * Wang & Isola alignment
  * ------------------------------------------------------------------------------------------ */
 
-struct ssl_alignment_opts ssl_alignment_opts_default(void)
+struct ssl_alignment_opts ssl_alignment_defaults(void)
 {
     return (struct ssl_alignment_opts){.alpha = 2.0};
 }
 
 /* x1, x2, dx (n, d) each; nrm1, nrm2 (n). */
-int64_t ssl_alignment_loss_work_elems(int64_t n, int64_t d)
+int64_t ssl_alignment_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
+                                 const struct ssl_alignment_opts *o)
 {
+    (void)c; /* local rows only */
+    (void)o;
     SSL_CHECK(n >= 1 && d >= 1);
     return 3 * n * d + 2 * n;
 }
 
-double ssl_alignment_loss(ssl_real *dz1, ssl_real *dz2, const ssl_real *z1, const ssl_real *z2,
-                          int64_t n, int64_t d, const struct ssl_alignment_opts *o,
-                          const struct ssl_loss_ctx *c, double *work)
+int ssl_alignment_loss(double *value, ssl_real *dz1, ssl_real *dz2, const ssl_real *z1,
+                       const ssl_real *z2, int64_t n, int64_t d,
+                       const struct ssl_alignment_opts *o, const struct ssl_loss_ctx *c,
+                       double *work)
 {
-    SSL_CHECK(o != NULL && n >= 1 && d >= 1 && z1 != NULL && z2 != NULL && work != NULL);
-    SSL_CHECKF(o->alpha > 0.0 && isfinite(o->alpha), "alignment: alpha = %g must be > 0",
-               o->alpha);
-    if (!finite_real(z1, n * d) || !finite_real(z2, n * d)) return NAN;
+    SSL_CHECK(value != NULL && n >= 1 && d >= 1 && z1 != NULL && z2 != NULL && work != NULL);
+    *value = NAN;
+    struct ssl_alignment_opts def = ssl_alignment_defaults();
+    if (o == NULL) o = &def;
+    if (!(o->alpha > 0.0 && isfinite(o->alpha))) return SSL_E_USAGE;
+    if (!finite_real(z1, n * d) || !finite_real(z2, n * d)) return SSL_E_NONFINITE;
     double *x1 = work, *x2 = x1 + n * d, *dx = x2 + n * d, *nrm1 = dx + n * d, *nrm2 = nrm1 + n;
     normalise(x1, nrm1, z1, n, d);
     normalise(x2, nrm2, z2, n, d);
@@ -455,11 +475,13 @@ double ssl_alignment_loss(ssl_real *dz1, ssl_real *dz2, const ssl_real *z1, cons
         }
         sum += alpha == 2.0 ? sq : pow(sqrt(sq), alpha);
     }
-    if (ssl_loss_sum(c, &sum, 1)) return NAN;
+    int rc = ssl_loss_sum(c, &sum, 1);
+    if (rc) return rc;
     double big_n = (double)ssl_loss_global_rows(c, n);
-    double value = sum / big_n;
-    if (!isfinite(value)) return NAN;
-    if (dz1 == NULL && dz2 == NULL) return value;
+    double val = sum / big_n;
+    if (!isfinite(val)) return SSL_E_NONFINITE;
+    *value = val;
+    if (dz1 == NULL && dz2 == NULL) return 0;
 
     /* d/dx1_i ||x1_i - x2_i||^alpha = alpha ||diff||^(alpha - 2) diff; 0 at diff = 0. */
     for (int64_t i = 0; i < n; i++) {
@@ -475,5 +497,5 @@ double ssl_alignment_loss(ssl_real *dz1, ssl_real *dz2, const ssl_real *z1, cons
     normalise_backward(dz1, dx, x1, nrm1, n, d);
     for (int64_t i = 0; i < n * d; i++) dx[i] = -dx[i];
     normalise_backward(dz2, dx, x2, nrm2, n, d);
-    return value;
+    return 0;
 }

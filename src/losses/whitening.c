@@ -26,33 +26,33 @@ _Static_assert(sizeof(int64_t) == sizeof(double), "permutations are carved from 
 
 /* ---- options ---------------------------------------------------------------------------- */
 
-struct ssl_wloss_opts ssl_wmse_defaults(void)
+struct ssl_whitening_opts ssl_wmse_defaults(void)
 {
-    return (struct ssl_wloss_opts){.kind = SSL_WHITEN_CHOLESKY, .axis = SSL_WLOSS_AXIS_BATCH,
+    return (struct ssl_whitening_opts){.kind = SSL_WHITEN_CHOLESKY, .axis = SSL_WLOSS_AXIS_BATCH,
                                    .fn = SSL_WLOSS_FN_NORM_MSE, .w_size = 128, .w_iter = 1,
                                    .n_groups = 1, .rand_group = false, .shuffle_rows = true,
                                    .unbiased = true, .eps = 0.0};
 }
 
-struct ssl_wloss_opts ssl_cwrgp_defaults(void)
+struct ssl_whitening_opts ssl_cwrgp_defaults(void)
 {
-    return (struct ssl_wloss_opts){.kind = SSL_WHITEN_ZCA, .axis = SSL_WLOSS_AXIS_CHANNEL,
+    return (struct ssl_whitening_opts){.kind = SSL_WHITEN_ZCA, .axis = SSL_WLOSS_AXIS_CHANNEL,
                                    .fn = SSL_WLOSS_FN_NORM_MSE, .w_size = 128, .w_iter = 1,
                                    .n_groups = 1, .rand_group = true, .shuffle_rows = true,
                                    .unbiased = true, .eps = 0.0};
 }
 
-struct ssl_wloss_opts ssl_sdbn_defaults(void)
+struct ssl_whitening_opts ssl_sdbn_defaults(void)
 {
-    return (struct ssl_wloss_opts){.kind = SSL_WHITEN_ZCA, .axis = SSL_WLOSS_AXIS_BATCH,
+    return (struct ssl_whitening_opts){.kind = SSL_WHITEN_ZCA, .axis = SSL_WLOSS_AXIS_BATCH,
                                    .fn = SSL_WLOSS_FN_L22, .w_size = 0, .w_iter = 1,
                                    .n_groups = 16, .rand_group = true, .shuffle_rows = false,
                                    .unbiased = false, .eps = 0.0};
 }
 
-struct ssl_wloss_opts ssl_wloss_compare_defaults(enum ssl_whiten_kind kind)
+struct ssl_whitening_opts ssl_whitening_compare_defaults(enum ssl_whiten_kind kind)
 {
-    struct ssl_wloss_opts o = ssl_wmse_defaults();
+    struct ssl_whitening_opts o = ssl_wmse_defaults();
     o.kind = kind;
     o.unbiased = kind != SSL_WHITEN_BN;
     /* CW-RGP cfg.py: rand_group on by default (--no_rg), applied by wmse.py, pca.py, cwrgp.py
@@ -71,7 +71,7 @@ struct shape {
     int64_t saved;  /* doubles of saved state per (sub-batch, view, group) */
 };
 
-static struct shape resolve(const struct ssl_wloss_opts *o, int64_t n, int64_t d)
+static struct shape resolve(const struct ssl_whitening_opts *o, int64_t n, int64_t d)
 {
     struct shape s = {0};
     s.m = o->w_size > 0 ? o->w_size : n;
@@ -84,9 +84,11 @@ static struct shape resolve(const struct ssl_wloss_opts *o, int64_t n, int64_t d
     return s;
 }
 
-enum ssl_status ssl_wloss_validate(const struct ssl_wloss_opts *o, int64_t n_views, int64_t n,
-                                   int64_t d, struct ssl_error *err)
+enum ssl_status ssl_whitening_validate(const struct ssl_whitening_opts *o, int64_t n_views,
+                                       int64_t n, int64_t d, struct ssl_error *err)
 {
+    struct ssl_whitening_opts dflt = ssl_wmse_defaults();
+    if (o == NULL) o = &dflt;
     if (ssl_whiten_kind_name(o->kind) == NULL)
         return ssl_error_set(err, SSL_E_USAGE, "whitening loss: invalid whitening kind %d",
                              (int)o->kind);
@@ -162,7 +164,7 @@ struct wl {
     double *sub;             /* linalg workspace */
 };
 
-static int64_t sub_elems(const struct ssl_wloss_opts *o, const struct shape *s)
+static int64_t sub_elems(const struct ssl_whitening_opts *o, const struct shape *s)
 {
     if (o->axis == SSL_WLOSS_AXIS_CHANNEL) {
         int64_t a = ssl_linalg_syevd_work_elems(s->m), b = ssl_linalg_spectral_backward_work_elems(s->m);
@@ -171,10 +173,13 @@ static int64_t sub_elems(const struct ssl_wloss_opts *o, const struct shape *s)
     return ssl_linalg_whiten_work_elems(s->m, s->dg);
 }
 
-int64_t ssl_wloss_work_elems(const struct ssl_wloss_opts *o, int64_t n_views, int64_t n,
-                             int64_t d)
+int64_t ssl_whitening_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
+                                 const struct ssl_whitening_opts *o, int64_t n_views)
 {
-    if (ssl_wloss_validate(o, n_views, n, d, NULL) != SSL_OK) return 0;
+    (void)c;
+    struct ssl_whitening_opts dflt = ssl_wmse_defaults();
+    if (o == NULL) o = &dflt;
+    if (ssl_whitening_validate(o, n_views, n, d, NULL) != SSL_OK) return 0;
     struct shape s = resolve(o, n, d);
     return 4 * n_views * n * d + s.n_sub * n_views * s.groups * s.saved + n + d + s.m * d + 2 * s.m +
            4 * s.m * s.dg + 3 * s.m * s.m + sub_elems(o, &s);
@@ -204,7 +209,7 @@ static struct wl carve(double *w, int64_t V, int64_t n, int64_t d, const struct 
 
 /* ---- randomness ----------------------------------------------------------------------------- */
 
-static void row_perm(int64_t *perm, int64_t n, const struct ssl_wloss_opts *o,
+static void row_perm(int64_t *perm, int64_t n, const struct ssl_whitening_opts *o,
                      const struct ssl_loss_ctx *ctx, int64_t it)
 {
     if (!o->shuffle_rows) {
@@ -217,7 +222,7 @@ static void row_perm(int64_t *perm, int64_t n, const struct ssl_wloss_opts *o,
 }
 
 /* The feature permutation of sub-batch sb (counted over all iterations) and view v. */
-static void group_perm(int64_t *perm, int64_t d, const struct ssl_wloss_opts *o,
+static void group_perm(int64_t *perm, int64_t d, const struct ssl_whitening_opts *o,
                        const struct ssl_loss_ctx *ctx, int64_t sb, int64_t v)
 {
     if (!o->rand_group) {
@@ -235,7 +240,7 @@ static void group_perm(int64_t *perm, int64_t d, const struct ssl_wloss_opts *o,
  * U diag(l) U^T, Yg = U diag(l^-1/2) U^T Xg. saved per group: U (m, m) | l (m). */
 
 static int chan_forward(double *yg, double *saved, const double *xg, int64_t m, int64_t dg,
-                        const struct ssl_wloss_opts *o, struct wl *p)
+                        const struct ssl_whitening_opts *o, struct wl *p)
 {
     double c = 1.0 / (double)(dg - (o->unbiased ? 1 : 0));
     double *u = saved, *l = saved + m * m, *w = p->mat[0];
@@ -266,7 +271,7 @@ static int chan_forward(double *yg, double *saved, const double *xg, int64_t m, 
 
 /* dxg (m, dg) = dL/dXg from dyg, through W and S (the centring is the caller's). */
 static void chan_backward(double *dxg, const double *dyg, const double *xg, const double *saved,
-                          int64_t m, int64_t dg, const struct ssl_wloss_opts *o, struct wl *p)
+                          int64_t m, int64_t dg, const struct ssl_whitening_opts *o, struct wl *p)
 {
     double c = 1.0 / (double)(dg - (o->unbiased ? 1 : 0));
     const double *u = saved, *l = saved + m * m;
@@ -304,7 +309,7 @@ static void chan_backward(double *dxg, const double *dyg, const double *xg, cons
 /* Gathers the sub-batch rows of view x (n, d) into p->xs (m, d), centred over the features
  * for the channel axis. */
 static void gather_rows(struct wl *p, const double *x, const int64_t *rows, int64_t m, int64_t d,
-                        const struct ssl_wloss_opts *o)
+                        const struct ssl_whitening_opts *o)
 {
     for (int64_t r = 0; r < m; r++) {
         const double *src = x + rows[r] * d;
@@ -320,7 +325,7 @@ static void gather_rows(struct wl *p, const double *x, const int64_t *rows, int6
 }
 
 static int whiten_forward(double *y, double *saved, const double *x, const int64_t *rows,
-                          int64_t d, const struct ssl_wloss_opts *o, const struct shape *s,
+                          int64_t d, const struct ssl_whitening_opts *o, const struct shape *s,
                           struct wl *p)
 {
     int64_t m = s->m, dg = s->dg;
@@ -343,7 +348,7 @@ static int whiten_forward(double *y, double *saved, const double *x, const int64
 
 /* dx (n, d) += dL/dx at the sub-batch rows, given dy (n, d). */
 static void whiten_backward(double *dx, const double *dy, const double *saved, const double *x,
-                            const int64_t *rows, int64_t d, const struct ssl_wloss_opts *o,
+                            const int64_t *rows, int64_t d, const struct ssl_whitening_opts *o,
                             const struct shape *s, struct wl *p)
 {
     int64_t m = s->m, dg = s->dg;
@@ -427,11 +432,14 @@ static double compare(double *da, double *db, const double *a, const double *b, 
 
 /* ---- the loss ---------------------------------------------------------------------------------- */
 
-int ssl_wloss(double *value, ssl_real *const *dz, const ssl_real *const *z, int64_t n_views,
-              int64_t n, int64_t d, const struct ssl_wloss_opts *o, const struct ssl_loss_ctx *ctx,
-              double *work, struct ssl_error *err)
+int ssl_whitening_loss(double *value, ssl_real *const *dz, const ssl_real *const *z,
+                       int64_t n_views, int64_t n, int64_t d, const struct ssl_whitening_opts *o,
+                       const struct ssl_loss_ctx *c, double *work, struct ssl_error *err)
 {
-    enum ssl_status st = ssl_wloss_validate(o, n_views, n, d, err);
+    struct ssl_whitening_opts dflt = ssl_wmse_defaults();
+    if (o == NULL) o = &dflt;
+    *value = NAN; /* until it is known: every failure returns before it is set */
+    enum ssl_status st = ssl_whitening_validate(o, n_views, n, d, err);
     if (st != SSL_OK) return st;
     struct shape s = resolve(o, n, d);
     struct wl p = carve(work, n_views, n, d, &s);
@@ -444,10 +452,10 @@ int ssl_wloss(double *value, ssl_real *const *dz, const ssl_real *const *z, int6
     double pairs = (double)(V * (V - 1) / 2), scale = 1.0 / ((double)o->w_iter * pairs);
     double total = 0.0;
     for (int64_t it = 0; it < o->w_iter; it++) {
-        row_perm(p.rperm, n, o, ctx, it);
+        row_perm(p.rperm, n, o, c, it);
         for (int64_t sb = 0; sb < s.n_sub; sb++)
             for (int64_t v = 0; v < V; v++) {
-                group_perm(p.gperm, d, o, ctx, it * s.n_sub + sb, v);
+                group_perm(p.gperm, d, o, c, it * s.n_sub + sb, v);
                 double *sv = p.saved + (sb * V + v) * s.groups * s.saved;
                 if (whiten_forward(p.y + v * nd, sv, p.x + v * nd, p.rperm + sb * s.m, d, o, &s,
                                    &p) != 0)
@@ -468,15 +476,16 @@ int ssl_wloss(double *value, ssl_real *const *dz, const ssl_real *const *z, int6
         for (int64_t sb = 0; sb < s.n_sub; sb++)
             for (int64_t v = 0; v < V; v++) {
                 if (dz[v] == NULL) continue;
-                group_perm(p.gperm, d, o, ctx, it * s.n_sub + sb, v);
+                group_perm(p.gperm, d, o, c, it * s.n_sub + sb, v);
                 const double *sv = p.saved + (sb * V + v) * s.groups * s.saved;
                 whiten_backward(p.dx + v * nd, p.dy + v * nd, sv, p.x + v * nd,
                                 p.rperm + sb * s.m, d, o, &s, &p);
             }
     }
-    *value = total * scale;
-    if (!isfinite(*value))
+    double L = total * scale;
+    if (!isfinite(L))
         return ssl_error_set(err, SSL_E_NONFINITE, "whitening loss: non-finite value");
+    *value = L;
     if (need)
         for (int64_t v = 0; v < V; v++)
             if (dz[v] != NULL) ssl_loss_add_grad(dz[v], p.dx + v * nd, nd);

@@ -14,18 +14,28 @@
  *
  * Views: z[v] (n, d) for v < n_views (2 <= n_views <= 16), row i of every view is the same
  * image. dz (n_views pointers, the array itself or any entry may be NULL): gradients
- * ACCUMULATED (+=). work: ssl_wloss_work_elems doubles (integer permutations are carved from
- * it too), caller-provided.
+ * ACCUMULATED (+=). work: ssl_whitening_work_elems doubles (integer permutations are carved
+ * from it too), caller-provided.
  *
  * These losses are per sub-batch, not global-batch statistics (LOSSES-SPEC, intro): this is
- * the one-process computation on the rows the caller passes; ctx supplies only the seed and
- * step of the randomness (NULL: seed 0, step 0), ctx->comm is not used. The global mode
+ * the one-process computation on the rows the caller passes; c supplies only the seed and
+ * step of the randomness (NULL: seed 0, step 0), c->comm is not used. The global mode
  * (sub-batches of the global batch drawn from the global permutation) is described in
  * docs/losses/whitening.md.
  *
+ * API: the common loss convention (value, gradient outputs, inputs, sizes, options, ctx, work)
+ * with two departures, both because the options are validated against the shapes:
+ *   - ssl_whitening_loss takes one more argument, LAST: an error record (struct ssl_error,
+ *     src/check.h; may be NULL), which says which option does not fit which shape;
+ *   - ssl_whitening_work_elems(c, n, d, o, n_views): the common (c, n, d, o) with the extra
+ *     size n_views after o (the loss itself takes n_views before n, as the views are its
+ *     leading dimension: z[v] is view v).
+ * o NULL means ssl_wmse_defaults() (W-MSE, the first of these losses); there is no single
+ * official default for the family, so each method keeps its defaults function below.
+ *
  * Returns 0, SSL_E_USAGE for options that do not fit the shapes (err says which), or
- * SSL_E_NONFINITE when a sub-batch covariance is singular or an input is not finite; *value
- * and the gradients are then unspecified. */
+ * SSL_E_NONFINITE when a sub-batch covariance is singular or an input or the value is not
+ * finite (err says where). On failure *value is NAN and the gradients are unspecified. */
 #ifndef SSL_LOSSES_WHITENING_H
 #define SSL_LOSSES_WHITENING_H
 
@@ -54,7 +64,7 @@ enum ssl_wloss_fn {
     SSL_WLOSS_FN_L22,          /* mean over n of ||a_i - b_i||^2 (Shuffled-DBN 'l22') */
 };
 
-struct ssl_wloss_opts {
+struct ssl_whitening_opts {
     enum ssl_whiten_kind kind; /* transform; NONE = no whitening (inputs used as they are) */
     enum ssl_wloss_axis axis;
     enum ssl_wloss_fn fn;
@@ -72,34 +82,37 @@ struct ssl_wloss_opts {
 /* Official defaults (docs/losses/whitening.md lists the sources). */
 /* W-MSE (htdt/self-supervised cfg.py): cholesky, batch axis, norm_mse, w_size 128, w_iter 1,
  * 1 group, rows shuffled, unbiased, eps 0. */
-struct ssl_wloss_opts ssl_wmse_defaults(void);
+struct ssl_whitening_opts ssl_wmse_defaults(void);
 /* CW-RGP (winci-ai/CW-RGP base/cfg.py): zca, channel axis, norm_mse, w_size 128, w_iter 1,
  * 1 group (the paper's scripts: 4 groups, w_size 64), random groups, rows shuffled,
  * minus 1 (unbiased), eps 0. */
-struct ssl_wloss_opts ssl_cwrgp_defaults(void);
+struct ssl_whitening_opts ssl_cwrgp_defaults(void);
 /* Shuffled-DBN (PatrickHua/FeatureDecorrelationSSL): group zca, batch axis, l22, the whole
  * batch, 16 groups (configs/.../covnorm.yaml), shuffled groups, biased (1/n), eps 0. With
  * kind = SSL_WHITEN_NONE the loss takes outputs already whitened by the model's SDBN layer
  * (src/layers/whiten.c) and is the plain l22. */
-struct ssl_wloss_opts ssl_sdbn_defaults(void);
+struct ssl_whitening_opts ssl_sdbn_defaults(void);
 /* The whitening-loss comparison (winci-ai/CW-RGP base/methods/{wmse,cwrgp,pca,bn,plain}.py
  * with axis=1): the given kind, batch axis, norm_mse, w_size 128, w_iter 1, 1 group, random
  * feature order (cfg.py's rand_group; off for bn and none, whose files draw none), rows
  * shuffled, unbiased except for bn (BatchNorm1d's biased variance), eps 0. kind = NONE is the
  * plain norm_mse of the embeddings. */
-struct ssl_wloss_opts ssl_wloss_compare_defaults(enum ssl_whiten_kind kind);
+struct ssl_whitening_opts ssl_whitening_compare_defaults(enum ssl_whiten_kind kind);
 
-/* Checks the options against the shapes; SSL_OK or SSL_E_USAGE with a message in err. */
-enum ssl_status ssl_wloss_validate(const struct ssl_wloss_opts *o, int64_t n_views, int64_t n,
-                                   int64_t d, struct ssl_error *err);
+/* Checks the options against the shapes; SSL_OK or SSL_E_USAGE with a message in err (may be
+ * NULL). o NULL: ssl_wmse_defaults(). */
+enum ssl_status ssl_whitening_validate(const struct ssl_whitening_opts *o, int64_t n_views,
+                                       int64_t n, int64_t d, struct ssl_error *err);
 
-/* Workspace in doubles for valid options (0 if they are not valid). */
-int64_t ssl_wloss_work_elems(const struct ssl_wloss_opts *o, int64_t n_views, int64_t n,
-                             int64_t d);
+/* Workspace in doubles for valid options (0 if they are not valid); o NULL: W-MSE defaults.
+ * c is not used (the size does not depend on it); it is there for the common shape. n_views
+ * is the extra size, after o. */
+int64_t ssl_whitening_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
+                                 const struct ssl_whitening_opts *o, int64_t n_views);
 
-/* The loss (above) into *value; dz[v] (n, d) += dL/dz[v]. */
-int ssl_wloss(double *value, ssl_real *const *dz, const ssl_real *const *z, int64_t n_views,
-              int64_t n, int64_t d, const struct ssl_wloss_opts *o, const struct ssl_loss_ctx *ctx,
-              double *work, struct ssl_error *err);
+/* The loss (above) into *value; dz[v] (n, d) += dL/dz[v]. c NULL: seed 0, step 0. */
+int ssl_whitening_loss(double *value, ssl_real *const *dz, const ssl_real *const *z,
+                       int64_t n_views, int64_t n, int64_t d, const struct ssl_whitening_opts *o,
+                       const struct ssl_loss_ctx *c, double *work, struct ssl_error *err);
 
 #endif
