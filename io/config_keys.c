@@ -115,6 +115,21 @@ const struct ssl_key_spec ssl_config_keys[] = {
     KEY_INT("bench.steps", "5", 1, 1000000, "timed training steps"),
     KEY_INT("bench.warmup", "1", 0, 1000, "untimed steps before timing"),
     KEY_ENUM("bench.loss", "vicreg", "vicreg|simclr", "loss of the benchmarked step"),
+
+    /* loss: options of `ssltrain loss` (the offline loss tool); each default is the one of the
+     * matching ssl_<name>_defaults() in src/losses/ */
+    KEY_FLOAT("loss.simclr.temperature", "0.1", ABOVE_ZERO, 100, "SimCLR NT-Xent temperature"),
+    KEY_FLOAT("loss.moco.temperature", "0.2", ABOVE_ZERO, 100, "MoCo v2 InfoNCE temperature"),
+    KEY_FLOAT("loss.barlow.lambda", "0.0051", 0, 1e3, "Barlow Twins off-diagonal weight"),
+    KEY_FLOAT("loss.vicreg.sim", "25", 0, 1e6, "VICReg invariance weight"),
+    KEY_FLOAT("loss.vicreg.std", "25", 0, 1e6, "VICReg variance weight"),
+    KEY_FLOAT("loss.vicreg.cov", "1", 0, 1e6, "VICReg covariance weight"),
+    KEY_FLOAT("loss.w2.cov_eps", "0", 0, 1, "W2 loss: added to the covariance's diagonal"),
+    KEY_FLOAT("loss.uniformity.t", "2", ABOVE_ZERO, 300, "uniformity L_U scale t"),
+    KEY_FLOAT("loss.alignment.alpha", "2", ABOVE_ZERO, 100, "alignment exponent alpha"),
+    KEY_FLOAT("loss.swav.temperature", "0.1", ABOVE_ZERO, 100, "SwAV softmax temperature"),
+    KEY_FLOAT("loss.swav.epsilon", "0.05", ABOVE_ZERO, 100, "SwAV Sinkhorn-Knopp epsilon"),
+    KEY_INT("loss.swav.iterations", "3", 1, 1000, "SwAV Sinkhorn-Knopp iterations"),
 };
 
 const int ssl_config_n_keys = (int)(sizeof ssl_config_keys / sizeof ssl_config_keys[0]);

@@ -1,9 +1,11 @@
 /* main.c: the ssltrain command line. Exit codes (docs/ARCHITECTURE.md): 0 finished, 1 other
  * error, 2 usage or config error, 3 bad input data, 4 non-finite loss, 85 checkpointed on a
  * signal (requeue). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bench.h"
 #include "cmd_analyze.h"
@@ -11,6 +13,7 @@
 #include "comm.h"
 #include "config.h"
 #include "log.h"
+#include "loss_tool/loss_tool.h"
 #include "model_config.h"
 #include "models/model.h"
 #include "version.h"
@@ -26,6 +29,8 @@ static const char *USAGE =
     "  convert [JOB.yaml] [key=value ...] --out FILE.h5   pack data.dataset into the HDF5 format\n"
     "  augment [JOB.yaml] [key=value ...] --out FILE.png [--count N]   a grid of views\n"
     "  analyze EMB.h5 [--dataset /z] [--json] [--plot spectrum.png]   collapse metrics\n"
+    "  loss    IN.h5 --out OUT.h5 [--losses simclr,vicreg,...] [key=value ...]   losses and\n"
+    "          gradients in fp64 on an HDF5 dump\n"
     "  help config                         every config key: type, default, range, help\n"
     "  --version                           revision and MPI, BLAS, HDF5 versions\n"
     "  --help                              this text; COMMAND --help for one command\n"
@@ -63,6 +68,8 @@ static const char *ANALYZE_HELP =
     "stable_rank, stable_rank_sv, effective_rank, effective_rank_cov, rankme, z_std_mean, and\n"
     "alignment when /z1 and /z2 are present (docs/LOSSES.md has the definitions). --json prints\n"
     "one JSON object with the eigenvalue spectrum too; --plot draws log eigenvalue against index.\n";
+
+static const char *LOSS_HELP = SSL_LOSS_TOOL_HELP;
 
 static const char *AUGMENT_HELP =
     "usage: ssltrain augment [JOB.yaml] [key=value ...] --out FILE.png [--count N]\n"
@@ -251,8 +258,38 @@ static int run(const struct ssl_comm *comm, int argc, char **argv)
     return (int)rc;
 }
 
+/* `ssltrain loss`: execs ssltrain-loss from the directory of this executable, before MPI is
+ * initialised (the tool is one process and links the fp64 build of the losses). Returns only
+ * on failure. */
+static int exec_loss_tool(int argc, char **argv)
+{
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(LOSS_HELP, stdout);
+            return 0;
+        }
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len < 0 || (size_t)len >= sizeof self - 1) {
+        fprintf(stderr, "ssltrain: loss: cannot find this executable's path (/proc/self/exe)\n");
+        return SSL_E_OTHER;
+    }
+    self[len] = '\0';
+    char *slash = strrchr(self, '/');
+    size_t dir_len = slash ? (size_t)(slash - self) : 0;
+    char tool[4096 + sizeof SSL_LOSS_TOOL_EXE];
+    snprintf(tool, sizeof tool, "%.*s/%s", (int)dir_len, self, SSL_LOSS_TOOL_EXE);
+    /* argv[argc] is NULL: the tool gets (tool, ARGS...) */
+    argv[1] = tool;
+    execv(tool, argv + 1);
+    fprintf(stderr, "ssltrain: loss: cannot run %s: %s (it is installed next to ssltrain)\n", tool,
+            strerror(errno));
+    return SSL_E_OTHER;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "loss") == 0) return exec_loss_tool(argc, argv);
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fputs(USAGE, argc < 2 ? stderr : stdout);
         return argc < 2 ? SSL_E_USAGE : 0;

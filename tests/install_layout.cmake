@@ -5,7 +5,7 @@ execute_process(COMMAND ${CMAKE_COMMAND} --install ${BUILD} --prefix ${PREFIX} R
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "cmake --install failed: ${rc}")
 endif()
-foreach(f bin/ssltrain share/ssltrain/jobs/bench-convnet.yaml share/ssltrain/slurm/README.md
+foreach(f bin/ssltrain bin/ssltrain-loss share/ssltrain/jobs/bench-convnet.yaml share/ssltrain/slurm/README.md
           share/ssltrain/bench/compare-torch share/ssltrain/bench/torch_step.py)
   if(NOT EXISTS ${PREFIX}/${f})
     message(FATAL_ERROR "missing after install: ${f}")
