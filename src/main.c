@@ -10,6 +10,7 @@
 #include "bench.h"
 #include "cmd_analyze.h"
 #include "cmd_data.h"
+#include "cmd_study.h"
 #include "comm.h"
 #include "config.h"
 #include "log.h"
@@ -31,6 +32,9 @@ static const char *USAGE =
     "  analyze EMB.h5 [--dataset /z] [--json] [--plot spectrum.png]   collapse metrics\n"
     "  loss    IN.h5 --out OUT.h5 [--losses simclr,vicreg,...] [key=value ...]   losses and\n"
     "          gradients in fp64 on an HDF5 dump\n"
+    "  study   NAME [--out DIR] [--quick] [--seed N] [--lu-rows N]   W2 and L_U on the W2\n"
+    "          paper's synthetic data (distribution, collapse, dimension, feature-cloning,\n"
+    "          feature-baby, instance-cloning, large-mean)\n"
     "  help config                         every config key: type, default, range, help\n"
     "  --version                           revision and MPI, BLAS, HDF5 versions\n"
     "  --help                              this text; COMMAND --help for one command\n"
@@ -68,6 +72,21 @@ static const char *ANALYZE_HELP =
     "stable_rank, stable_rank_sv, effective_rank, effective_rank_cov, rankme, z_std_mean, and\n"
     "alignment when /z1 and /z2 are present (docs/LOSSES.md has the definitions). --json prints\n"
     "one JSON object with the eigenvalue spectrum too; --plot draws log eigenvalue against index.\n";
+
+static const char *STUDY_HELP =
+    "usage: ssltrain study NAME [--out DIR] [--quick] [--seed N] [--lu-rows N]\n"
+    "\n"
+    "Reproduces a synthetic study of the W2 paper's repository (statsle/WassersteinSSL) on\n"
+    "generated data and compares W2 (WassersteinSSL's metric) with L_U (Wang & Isola, t = 2).\n"
+    "NAME: " SSL_STUDY_NAMES "\n"
+    "(docs/LOSSES.md \"ssltrain study\" says what each generates and from which script).\n"
+    "Prints a Markdown table and writes DIR/NAME.csv, DIR/NAME.md and DIR/NAME.png (W2 and L_U\n"
+    "against the study's parameter). DIR defaults to the current directory and is created.\n"
+    "\n"
+    "--quick      small sizes (every study in seconds); default: the scripts' sizes\n"
+    "--seed N     key of the random streams (default 0)\n"
+    "--lu-rows N  L_U, which costs O(N^2 D), on the first N rows only; 0 = all rows; default\n"
+    "             all with --quick, else 5000 (instance-cloning and large-mean: always all)\n";
 
 static const char *LOSS_HELP = SSL_LOSS_TOOL_HELP;
 
@@ -218,6 +237,51 @@ static int run_analyze(const struct ssl_comm *comm, const struct cli_options *o,
     return rc;
 }
 
+static enum ssl_status parse_count(const char *opt, const char *text, int64_t *v, struct ssl_error *err)
+{
+    char *end = NULL;
+    errno = 0;
+    long long x = strtoll(text, &end, 10);
+    if (errno || end == text || *end || x < 0)
+        return ssl_error_set(err, SSL_E_USAGE, "%s: '%s' is not a non-negative integer", opt, text);
+    *v = (int64_t)x;
+    return SSL_OK;
+}
+
+/* study generates its data, no job config: its own options; rank 0 works, the others wait for
+ * its verdict. */
+static int run_study(const struct ssl_comm *comm, int n_args, char **args, const struct ssl_logger *lg)
+{
+    struct ssl_error err = {0};
+    struct ssl_study_args a = {.study = NULL, .out_dir = ".", .lu_rows = -1};
+    int rc = 0;
+    int64_t seed = 0;
+    for (int i = 0; !rc && i < n_args; i++) {
+        const char *o = args[i];
+        bool valued = strcmp(o, "--out") == 0 || strcmp(o, "--seed") == 0 || strcmp(o, "--lu-rows") == 0;
+        if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
+            if (comm->rank == 0) fputs(STUDY_HELP, stdout);
+            return 0;
+        } else if (valued && i + 1 >= n_args) rc = ssl_error_set(&err, SSL_E_USAGE, "%s needs a value", o);
+        else if (strcmp(o, "--quick") == 0) a.quick = true;
+        else if (strcmp(o, "--out") == 0) a.out_dir = args[++i];
+        else if (strcmp(o, "--seed") == 0) rc = parse_count(o, args[++i], &seed, &err);
+        else if (strcmp(o, "--lu-rows") == 0) rc = parse_count(o, args[++i], &a.lu_rows, &err);
+        else if (strncmp(o, "--", 2) == 0) rc = ssl_error_set(&err, SSL_E_USAGE, "unknown option '%s'", o);
+        else if (a.study != NULL) rc = ssl_error_set(&err, SSL_E_USAGE, "study takes one NAME (got '%s' and '%s')", a.study, o);
+        else a.study = o;
+    }
+    if (!rc && a.study == NULL)
+        rc = ssl_error_set(&err, SSL_E_USAGE, "study needs a NAME: %s", SSL_STUDY_NAMES);
+    a.seed = (uint64_t)seed;
+    if (comm->rank == 0) {
+        if (!rc) rc = ssl_cmd_study(&a, &err);
+        if (rc) ssl_log(lg, SSL_LOG_ERROR, "%s", err.msg);
+    }
+    MPI_Bcast(&rc, 1, MPI_INT, 0, comm->world);
+    return rc;
+}
+
 static int run(const struct ssl_comm *comm, int argc, char **argv)
 {
     struct ssl_logger lg;
@@ -236,11 +300,13 @@ static int run(const struct ssl_comm *comm, int argc, char **argv)
                        : strcmp(cmd, "convert") == 0 ? CONVERT_HELP
                        : strcmp(cmd, "augment") == 0 ? AUGMENT_HELP
                        : strcmp(cmd, "analyze") == 0 ? ANALYZE_HELP
+                       : strcmp(cmd, "study") == 0   ? STUDY_HELP
                                                      : NULL;
     if (help == NULL) {
         if (comm->rank == 0) fprintf(stderr, "ssltrain: unknown command '%s' (try ssltrain --help)\n", cmd);
         return SSL_E_USAGE;
     }
+    if (strcmp(cmd, "study") == 0) return run_study(comm, argc - 2, argv + 2, &lg);
     struct ssl_error err = {0};
     struct cli_options o;
     int n_args = argc - 2;
