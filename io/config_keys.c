@@ -125,6 +125,15 @@ const struct ssl_key_spec ssl_config_keys[] = {
     KEY_FLOAT("loss.vicreg.std", "25", 0, 1e6, "VICReg variance weight"),
     KEY_FLOAT("loss.vicreg.cov", "1", 0, 1e6, "VICReg covariance weight"),
     KEY_FLOAT("loss.w2.cov_eps", "0", 0, 1, "W2 loss: added to the covariance's diagonal"),
+    /* auxiliary uniformity terms on top of any method, with the W2 paper's linear decay
+     * lambda_t = max - (max - final) * epoch / epochs (ssl_uniformity_weight) */
+    KEY_FLOAT("loss.w2.weight", "0", 0, 1e6, "weight of the auxiliary W2 term at the start; 0 = off"),
+    KEY_FLOAT("loss.w2.weight_final", "-1", -1, 1e6,
+              "W2 weight at the last epoch (linear decay); -1 = constant loss.w2.weight"),
+    KEY_FLOAT("loss.uniformity.weight", "0", 0, 1e6, "weight of the auxiliary L_U term at the start; 0 = off"),
+    KEY_FLOAT("loss.uniformity.weight_final", "-1", -1, 1e6,
+              "L_U weight at the last epoch (linear decay); -1 = constant loss.uniformity.weight"),
+    KEY_FLOAT("loss.alignment.weight", "0", 0, 1e6, "weight of the auxiliary alignment term; 0 = off"),
     KEY_FLOAT("loss.uniformity.t", "2", ABOVE_ZERO, 300, "uniformity L_U scale t"),
     KEY_FLOAT("loss.alignment.alpha", "2", ABOVE_ZERO, 100, "alignment exponent alpha"),
     KEY_FLOAT("loss.swav.temperature", "0.1", ABOVE_ZERO, 100, "SwAV softmax temperature"),
