@@ -1,0 +1,152 @@
+/* loss_comm.c: struct ssl_loss_comm and struct ssl_bn_sync over MPI (see loss_comm.h).
+ * ctx is the const struct ssl_comm * given at init; the operations only read it. */
+#include "loss_comm.h"
+
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct ssl_comm *comm_of(void *ctx)
+{
+    return (const struct ssl_comm *)ctx;
+}
+
+/* A failure found here (not by MPI) goes through the communicator's error handler too. */
+static int raise_error(const struct ssl_comm *comm, int code)
+{
+    MPI_Comm_call_errhandler(comm->world, code);
+    return code;
+}
+
+static int fits_int(int64_t n)
+{
+    return n >= 0 && n <= INT_MAX;
+}
+
+/* Collective. In-place global sum of n_values doubles, chunked to fit MPI's int count. */
+static int mpi_sum(void *ctx, double *values, int64_t n_values)
+{
+    const struct ssl_comm *comm = comm_of(ctx);
+    if (n_values < 0) return raise_error(comm, MPI_ERR_COUNT);
+    for (int64_t done = 0; done < n_values;) {
+        int64_t left = n_values - done;
+        int count = left > INT_MAX ? INT_MAX : (int)left;
+        int rc = MPI_Allreduce(MPI_IN_PLACE, values + done, count, MPI_DOUBLE, MPI_SUM,
+                               comm->world);
+        if (rc != MPI_SUCCESS) return rc;
+        done += count;
+    }
+    return MPI_SUCCESS;
+}
+
+/* Collective. Every rank's row count into rows_of (size entries) and the element counts and
+ * displacements (in doubles) into counts/displs; *offset = this rank's first global row. */
+static int row_layout(const struct ssl_comm *comm, int64_t rows, int64_t cols, int64_t *rows_of,
+                      int *counts, int *displs, int64_t *offset)
+{
+    int rc = MPI_Allgather(&rows, 1, MPI_INT64_T, rows_of, 1, MPI_INT64_T, comm->world);
+    if (rc != MPI_SUCCESS) return rc;
+    int64_t at = 0;
+    for (int r = 0; r < comm->size; r++) {
+        if (r == comm->rank) *offset = at;
+        int64_t n_elems = rows_of[r] * cols;
+        if (rows_of[r] < 0 || (cols > 0 && rows_of[r] > INT64_MAX / cols) || !fits_int(n_elems) ||
+            !fits_int(at * cols))
+            return raise_error(comm, MPI_ERR_COUNT);
+        counts[r] = (int)n_elems;
+        displs[r] = (int)(at * cols);
+        at += rows_of[r];
+    }
+    /* the total element count must fit too (Open MPI sums the counts as int) */
+    if (!fits_int(at * cols)) return raise_error(comm, MPI_ERR_COUNT);
+    return MPI_SUCCESS;
+}
+
+/* Scratch for row_layout: size int64 + 2 size ints in one allocation. */
+static void *layout_alloc(const struct ssl_comm *comm, int64_t **rows_of, int **counts,
+                          int **displs)
+{
+    size_t p = (size_t)comm->size;
+    char *buf = malloc(p * (sizeof **rows_of + 2 * sizeof **counts));
+    if (buf == NULL) return NULL;
+    *rows_of = (int64_t *)(void *)buf;
+    *counts = (int *)(void *)(buf + p * sizeof **rows_of);
+    *displs = *counts + p;
+    return buf;
+}
+
+/* Collective. local (rows, cols) -> global (global_rows, cols), rank blocks in rank order. */
+static int mpi_gather(void *ctx, const double *local, int64_t rows, int64_t cols, double *global,
+                      int64_t *offset)
+{
+    const struct ssl_comm *comm = comm_of(ctx);
+    if (rows < 0 || cols < 0) return raise_error(comm, MPI_ERR_COUNT);
+    int64_t *rows_of;
+    int *counts, *displs;
+    void *buf = layout_alloc(comm, &rows_of, &counts, &displs);
+    if (buf == NULL) return raise_error(comm, MPI_ERR_NO_MEM);
+    int64_t off = 0;
+    int rc = row_layout(comm, rows, cols, rows_of, counts, displs, &off);
+    if (rc == MPI_SUCCESS) {
+        double *mine = global + off * cols; /* (rows, cols) */
+        if (mine != local && rows * cols > 0)
+            memmove(mine, local, (size_t)(rows * cols) * sizeof *mine);
+        rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, global, counts, displs,
+                            MPI_DOUBLE, comm->world);
+    }
+    free(buf);
+    *offset = off;
+    return rc;
+}
+
+/* Collective. global_grad (global_rows, cols) summed over the ranks; this rank's block out. */
+static int mpi_scatter(void *ctx, const double *global_grad, int64_t rows, int64_t cols,
+                       double *local_grad)
+{
+    const struct ssl_comm *comm = comm_of(ctx);
+    if (rows < 0 || cols < 0) return raise_error(comm, MPI_ERR_COUNT);
+    int64_t *rows_of;
+    int *counts, *displs;
+    void *buf = layout_alloc(comm, &rows_of, &counts, &displs);
+    if (buf == NULL) return raise_error(comm, MPI_ERR_NO_MEM);
+    int64_t off = 0;
+    int rc = row_layout(comm, rows, cols, rows_of, counts, displs, &off);
+    if (rc == MPI_SUCCESS) {
+        int64_t total = 0;
+        for (int r = 0; r < comm->size; r++) total += (int64_t)counts[r];
+        uintptr_t g0 = (uintptr_t)global_grad, g1 = g0 + (uintptr_t)total * sizeof(double);
+        uintptr_t l0 = (uintptr_t)local_grad, l1 = l0 + (uintptr_t)(rows * cols) * sizeof(double);
+        if (rows * cols > 0 && total > 0 && l0 < g1 && g0 < l1)
+            rc = raise_error(comm, MPI_ERR_BUFFER);
+        else
+            rc = MPI_Reduce_scatter(global_grad, local_grad, counts, MPI_DOUBLE, MPI_SUM,
+                                    comm->world);
+    }
+    free(buf);
+    return rc;
+}
+
+/* Collective. The global row count. */
+static int64_t mpi_global_rows(void *ctx, int64_t rows)
+{
+    const struct ssl_comm *comm = comm_of(ctx);
+    int64_t total = rows;
+    MPI_Allreduce(&rows, &total, 1, MPI_INT64_T, MPI_SUM, comm->world);
+    return total;
+}
+
+void ssl_mpi_loss_comm_init(struct ssl_loss_comm *lc, const struct ssl_comm *comm)
+{
+    lc->sum = mpi_sum;
+    lc->gather = mpi_gather;
+    lc->scatter = mpi_scatter;
+    lc->global_rows = mpi_global_rows;
+    lc->ctx = (void *)(uintptr_t)comm; /* read only; the hook's ctx is not const */
+}
+
+void ssl_mpi_bn_sync_init(struct ssl_bn_sync *s, const struct ssl_comm *comm)
+{
+    s->sum = mpi_sum;
+    s->ctx = (void *)(uintptr_t)comm;
+}

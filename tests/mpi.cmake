@@ -1,0 +1,18 @@
+# MPI invariance of the losses and SyncBN (mpi/loss_comm.c): P = 1, 2, 3, 4 ranks compute what
+# one process computes on the same global batch (tests/mpi_loss_invariance.c). np > 2 runs
+# oversubscribed on a 2-core machine (SSL_MPI_TEST_ENV), so PROCESSORS is capped at 2.
+add_executable(mpi_loss_invariance mpi_loss_invariance.c)
+target_link_libraries(mpi_loss_invariance PRIVATE ssl_app)
+target_compile_options(mpi_loss_invariance PRIVATE -UNDEBUG)
+foreach(np 1 2 3 4)
+  if(np GREATER 2)
+    set(procs 2)
+  else()
+    set(procs ${np})
+  endif()
+  add_test(NAME mpi_loss_invariance_np${np}
+           COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} ${MPIEXEC_PREFLAGS}
+                   $<TARGET_FILE:mpi_loss_invariance> ${MPIEXEC_POSTFLAGS})
+  set_tests_properties(mpi_loss_invariance_np${np} PROPERTIES ENVIRONMENT "${SSL_MPI_TEST_ENV}"
+                       PROCESSORS ${procs} TIMEOUT 120 LABELS "mpi;loss")
+endforeach()
