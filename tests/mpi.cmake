@@ -16,3 +16,22 @@ foreach(np 1 2 3 4)
   set_tests_properties(mpi_loss_invariance_np${np} PROPERTIES ENVIRONMENT "${SSL_MPI_TEST_ENV}"
                        PROCESSORS ${procs} TIMEOUT 120 LABELS "mpi;loss")
 endforeach()
+
+# One training step end to end (tests/mpi_step_invariance.c): convnet + projector with SyncBN,
+# VICReg over the MPI loss comm, backward, bucketed gradient allreduce (mpi/reduce.c) at
+# P = 1..4 equals one process on the global batch (loss, gradients, BN running statistics).
+add_executable(mpi_step_invariance mpi_step_invariance.c)
+target_link_libraries(mpi_step_invariance PRIVATE ssl_app)
+target_compile_options(mpi_step_invariance PRIVATE -UNDEBUG)
+foreach(np 1 2 3 4)
+  if(np GREATER 2)
+    set(procs 2)
+  else()
+    set(procs ${np})
+  endif()
+  add_test(NAME mpi_step_invariance_np${np}
+           COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} ${MPIEXEC_PREFLAGS}
+                   $<TARGET_FILE:mpi_step_invariance> ${MPIEXEC_POSTFLAGS})
+  set_tests_properties(mpi_step_invariance_np${np} PROPERTIES ENVIRONMENT "${SSL_MPI_TEST_ENV}"
+                       PROCESSORS ${procs} TIMEOUT 120 LABELS "mpi;train")
+endforeach()
