@@ -35,3 +35,22 @@ foreach(np 1 2 3 4)
   set_tests_properties(mpi_step_invariance_np${np} PROPERTIES ENVIRONMENT "${SSL_MPI_TEST_ENV}"
                        PROCESSORS ${procs} TIMEOUT 120 LABELS "mpi;train")
 endforeach()
+
+# The replicated eigen-decomposition (mpi/eig_scalapack.c): LAPACK below the threshold,
+# ScaLAPACK pdsyevd on a BLACS grid above it, both equal to ssl_linalg_syevd and bitwise the
+# same on every rank (tests/mpi_eig_scalapack.c).
+add_executable(mpi_eig_scalapack mpi_eig_scalapack.c)
+target_link_libraries(mpi_eig_scalapack PRIVATE ssl_app)
+target_compile_options(mpi_eig_scalapack PRIVATE -UNDEBUG)
+foreach(np 1 2 3 4)
+  if(np GREATER 2)
+    set(procs 2)
+  else()
+    set(procs ${np})
+  endif()
+  add_test(NAME mpi_eig_scalapack_np${np}
+           COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} ${MPIEXEC_PREFLAGS}
+                   $<TARGET_FILE:mpi_eig_scalapack> ${MPIEXEC_POSTFLAGS})
+  set_tests_properties(mpi_eig_scalapack_np${np} PROPERTIES ENVIRONMENT "${SSL_MPI_TEST_ENV}"
+                       PROCESSORS ${procs} TIMEOUT 120 LABELS "mpi;linalg")
+endforeach()
