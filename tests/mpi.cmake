@@ -54,3 +54,15 @@ foreach(np 1 2 3 4)
   set_tests_properties(mpi_eig_scalapack_np${np} PROPERTIES ENVIRONMENT "${SSL_MPI_TEST_ENV}"
                        PROCESSORS ${procs} TIMEOUT 120 LABELS "mpi;linalg")
 endforeach()
+
+# A failing rank ends the job with its message and a non-zero exit, never a hang.
+add_executable(mpi_rank_failure mpi_rank_failure.c)
+target_link_libraries(mpi_rank_failure PRIVATE ssl_app)
+add_test(NAME mpi_rank_abort_np3
+         COMMAND ${CMAKE_COMMAND} -DCMD=${MPIEXEC_EXECUTABLE}\;${MPIEXEC_NUMPROC_FLAG}\;3\;$<TARGET_FILE:mpi_rank_failure>\;abort
+                 -DCODE=3 "-DMATCH=[rank 1/3] data/x.bin: truncated" -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_fail.cmake)
+add_test(NAME mpi_rank_mpi_error_np3
+         COMMAND ${CMAKE_COMMAND} -DCMD=${MPIEXEC_EXECUTABLE}\;${MPIEXEC_NUMPROC_FLAG}\;3\;$<TARGET_FILE:mpi_rank_failure>\;mpi-error
+                 -DCODE=1 "-DMATCH=[rank 1/3] MPI error" -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_fail.cmake)
+set_tests_properties(mpi_rank_abort_np3 mpi_rank_mpi_error_np3 PROPERTIES ENVIRONMENT "${SSL_MPI_TEST_ENV}"
+                     PROCESSORS 2 TIMEOUT 60 LABELS "mpi")
