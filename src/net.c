@@ -400,6 +400,11 @@ int ssl_net_backward(struct ssl_net *net, int view)
         if (!net->live[i]) continue;
         int rc = node_backward(net, view, i);
         if (rc) return rc;
+        /* parameters are registered in node order, so a node's first entry has the lowest
+         * offset of everything it and the nodes after it own */
+        int first = net->nodes[i].p_weight;
+        if (net->grads_ready && first >= 0)
+            net->grads_ready(net->grads_ready_ctx, net->params->items[first].offset);
     }
     return 0;
 }

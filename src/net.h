@@ -58,6 +58,14 @@ struct ssl_net {
     double *bn_scratch;        /* largest batchnorm or whitening scratch */
     bool *live;                /* (n_nodes) gradient flowing during backward */
     struct ssl_bn_sync bn_sync; /* SyncBN hook for every BatchNorm (default: local) */
+    /* Backward progress (NULL: none): after a node's parameter gradients are complete for this
+     * backward, called with the lowest gradient element that no later node of this backward
+     * will touch again. Values never increase within one backward. The gradient allreduce
+     * (mpi/reduce.h ssl_grad_reduce_ready) hangs here to overlap with the rest of the walk;
+     * set it only for the LAST backward of a step, since every view adds into the same
+     * gradients. */
+    void (*grads_ready)(void *ctx, int64_t first_elem);
+    void *grads_ready_ctx;
     bool train_mode[8];        /* per view: the mode of its last forward */
 };
 

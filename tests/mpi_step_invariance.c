@@ -12,6 +12,8 @@
  * model (parameters and buffers re-initialised each time), with:
  *   - the default 25 MiB buckets (one bucket), finish only;
  *   - tiny 256-byte buckets (hundreds of buckets), finish only;
+ *   - 4 KiB buckets started from inside the last backward by the net's grads_ready hook
+ *     (the overlap the trainer uses);
  *   - 4 KiB buckets started progressively with ssl_grad_reduce_ready at thresholds that differ
  *     per rank (the issue order is the same anyway), with a blocking collective on the world
  *     communicator between two `ready` calls (as SyncBN's backward would issue), then finish.
@@ -100,10 +102,19 @@ static struct ssl_model_cfg model_cfg(void)
     return cfg;
 }
 
+/* The net's backward-progress hook, as the trainer will use it: buckets whose gradients are
+ * final start reducing while the rest of the last backward runs. Errors abort the job through
+ * the communicator's handler. */
+static void start_ready_buckets(void *ctx, int64_t first_elem)
+{
+    (void)ssl_grad_reduce_ready(ctx, first_elem);
+}
+
 /* Forward of both views of x1, x2 (n, C, S, S), VICReg through ctx, backward of both views;
- * params.grads holds this process's contribution. Returns 0 or the first non-zero code. */
+ * params.grads holds this process's contribution. With `overlap`, buckets are started from
+ * inside the last view's backward. Returns 0 or the first non-zero code. */
 static int step(struct ssl_model *m, const ssl_real *x1, const ssl_real *x2, int64_t n,
-                const struct ssl_loss_ctx *ctx, double *loss)
+                const struct ssl_loss_ctx *ctx, double *loss, struct ssl_grad_reduce *overlap)
 {
     int64_t d = m->projection_dim;
     ssl_model_init_params(m, SEED);
@@ -117,13 +128,18 @@ static int step(struct ssl_model *m, const ssl_real *x1, const ssl_real *x2, int
     rc = ssl_vicreg_full_loss(loss, NULL, dz, dz + n * d, ssl_model_projection(m, 0),
                               ssl_model_projection(m, 1), n, d, NULL, ctx, work);
     if (rc == 0) rc = ssl_model_backward(m, 0, dz, NULL);
+    if (overlap) { /* only the last backward: both views add into the same gradients */
+        m->net.grads_ready = start_ready_buckets;
+        m->net.grads_ready_ctx = overlap;
+    }
     if (rc == 0) rc = ssl_model_backward(m, 1, dz + n * d, NULL);
+    m->net.grads_ready = NULL;
     free(work);
     free(dz);
     return rc;
 }
 
-enum mode { MODE_FINISH, MODE_PROGRESSIVE };
+enum mode { MODE_FINISH, MODE_PROGRESSIVE, MODE_OVERLAP };
 
 /* The distributed step with the given buckets, then the checks against the reference. */
 static void check_step(struct run *r, struct ssl_model *m, const ssl_real *x1,
@@ -136,7 +152,7 @@ static void check_step(struct run *r, struct ssl_model *m, const ssl_real *x1,
     struct ssl_grad_reduce red;
     int rc = ssl_grad_reduce_init(&red, p->grads, p->n_params, bucket_bytes, comm);
     double loss = NAN;
-    if (rc == 0) rc = step(m, x1, x2, n, ctx, &loss);
+    if (rc == 0) rc = step(m, x1, x2, n, ctx, &loss, mode == MODE_OVERLAP ? &red : NULL);
     int n_buckets = red.n_buckets;
     if (rc == 0 && mode == MODE_PROGRESSIVE) {
         /* thresholds differ per rank: the buckets are issued in one order regardless */
@@ -203,7 +219,7 @@ int main(int argc, char **argv)
 
     /* the reference: one process on the whole batch (no hooks) */
     struct result ref;
-    int ref_rc = step(&ref_model, x1, x2, N, NULL, &ref.loss);
+    int ref_rc = step(&ref_model, x1, x2, N, NULL, &ref.loss, NULL);
     if (ref_rc != 0) ssl_comm_abort(&comm, 1, "reference step failed");
     ref.grads = ref_model.params.grads;
     ref.buffers = ref_model.params.buffers;
@@ -214,6 +230,8 @@ int main(int argc, char **argv)
     check_step(&r, &model, s1, s2, n, &ctx, 256, MODE_FINISH, &ref, "256 B buckets, finish");
     check_step(&r, &model, s1, s2, n, &ctx, 4096, MODE_PROGRESSIVE, &ref,
                "4 KiB buckets, progressive ready");
+    check_step(&r, &model, s1, s2, n, &ctx, 4096, MODE_OVERLAP, &ref,
+               "4 KiB buckets, overlapped with the last backward");
 
     int failures = 0;
     MPI_Allreduce(&r.n_failures, &failures, 1, MPI_INT, MPI_MAX, comm.world);

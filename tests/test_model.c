@@ -232,6 +232,54 @@ static void test_whitened_head_grad(void **state)
     fixture_free(&f);
 }
 
+/* The backward-progress hook: offsets never increase, and the gradients at and above an
+ * announced offset do not change afterwards (so an allreduce of them may start). */
+struct ready_log {
+    const struct ssl_params *p;
+    int n_calls;
+    int64_t offsets[256];
+    double *snapshots[256]; /* grads[offset..n_params) at the time of the call */
+};
+
+static void record_ready(void *ctx, int64_t first)
+{
+    struct ready_log *log = ctx;
+    assert_true(log->n_calls < 256);
+    int64_t n = log->p->n_params - first;
+    log->offsets[log->n_calls] = first;
+    log->snapshots[log->n_calls] = malloc((size_t)(n > 0 ? n : 1) * sizeof(double));
+    memcpy(log->snapshots[log->n_calls], log->p->grads + first, (size_t)n * sizeof(double));
+    log->n_calls++;
+}
+
+static void test_grads_ready_hook(void **state)
+{
+    (void)state;
+    struct ssl_rng rng;
+    gc_rng_begin(&rng, "grads_ready_hook");
+    struct ssl_model_cfg mc = small_cfg(SSL_BACKBONE_RESNET18, 3, 8);
+    mc.has_predictor = true;
+    mc.predictor = (struct ssl_head_cfg){.n_hidden = 1, .hidden = {4}, .hidden_bias = true, .last_bias = true};
+    struct fixture f;
+    fixture_init(&f, &mc, 3, &rng);
+    struct ready_log log = {.p = &f.m.params};
+    ssl_model_zero_grads(&f.m);
+    model_loss(&f);
+    f.m.net.grads_ready = record_ready;
+    f.m.net.grads_ready_ctx = &log;
+    assert_int_equal(ssl_model_backward(&f.m, 0, f.rz, f.rp), 0);
+    f.m.net.grads_ready = NULL;
+    assert_true(log.n_calls > 20);            /* every conv, BN and linear node reports */
+    assert_int_equal(log.offsets[log.n_calls - 1], 0); /* the first conv owns offset 0 */
+    for (int k = 0; k < log.n_calls; k++) {
+        if (k) assert_true(log.offsets[k] <= log.offsets[k - 1]);
+        int64_t first = log.offsets[k], n = f.m.params.n_params - first;
+        assert_memory_equal(log.snapshots[k], f.m.params.grads + first, (size_t)n * sizeof(double));
+        free(log.snapshots[k]);
+    }
+    fixture_free(&f);
+}
+
 /* PyTorch's default init: weights and biases within 1/sqrt(fan_in), BN 1/0, running var 1. */
 static void test_init_bounds(void **state)
 {
@@ -297,6 +345,7 @@ int main(void)
         cmocka_unit_test(test_resnet18_grad),
         cmocka_unit_test(test_mlp_grad),
         cmocka_unit_test(test_whitened_head_grad),
+        cmocka_unit_test(test_grads_ready_hook),
         cmocka_unit_test(test_init_bounds),
         cmocka_unit_test(test_eval_uses_running_stats),
     };
