@@ -1,11 +1,10 @@
-/* losses.h: SSL objectives on projector outputs, value and gradient, fp64 inside.
- *
- * Each loss takes the views' embeddings a, b (n, d), returns the loss and ACCUMULATES dL/da,
- * dL/db (either may be NULL). `work` is caller-provided fp64 workspace of the size the
- * matching *_work_elems gives, so nothing is allocated per step.
- * For now: VICReg and SimCLR exactly as ../shared/bench/torch_peer.py computes them (which
- * matches the official code: facebookresearch/vicreg main.py VICReg.forward; SimCLR's NT-Xent
- * with the self-similarity masked). The loss issue adds the rest and the distributed modes. */
+/* losses.h: the benchmark's two losses, exactly as ../shared/bench/torch_peer.py computes them,
+ * so `ssltrain bench` and bench/torch_step.py time the same step: VICReg (25/25/1) and
+ * SimCLR NT-Xent at temperature 0.2 with the two directions averaged (the peer's choice; the
+ * official code sums them). One process, no options: thin wrappers over the full losses of
+ * redundancy.h (ssl_vicreg_full_loss) and contrastive.h (ssl_simclr_nt_xent_loss), which is why
+ * those carry longer names. They return the loss and ACCUMULATE dL/da, dL/db (either may be
+ * NULL) with caller-provided fp64 workspace. Every other loss: docs/LOSSES.md. */
 #ifndef SSL_LOSSES_H
 #define SSL_LOSSES_H
 
