@@ -29,8 +29,11 @@ const struct ssl_key_spec ssl_config_keys[] = {
     KEY_STRING("run.name", "", "run name, the directory under run.dir"),
     KEY_STRING("run.dir", "runs", "parent directory of run directories"),
 
+    KEY_STRING("run.resume", "auto", "auto: resume from the run directory's newest valid checkpoint; never; or a path"),
+
     /* model: backbone */
     KEY_ENUM("model.backbone", "convnet", "convnet|resnet18|mlp", "encoder network"),
+    KEY_BOOL("model.sync_bn", "true", "BatchNorm statistics over the global batch (SyncBN); false = per rank"),
     KEY_INT("model.in_channels", "1", 1, 64, "input image channels"),
     KEY_INT("model.image_size", "28", 8, 1024, "input image height and width in pixels"),
     KEY_INT_LIST("model.mlp.hidden", "512,512", 1, 0x1p20,
@@ -94,7 +97,9 @@ const struct ssl_key_spec ssl_config_keys[] = {
 
     /* optim */
     KEY_ENUM("optim.name", "sgd", "sgd|lars|adamw", "optimizer"),
-    KEY_FLOAT("optim.lr", "0.05", 0, 100, "base learning rate"),
+    KEY_FLOAT("optim.lr", "0.05", 0, 100, "base learning rate (per 256 images with linear scaling)"),
+    KEY_ENUM("optim.lr_scaling", "linear", "linear|none", "linear: lr = optim.lr * data.batch / 256"),
+    KEY_INT("optim.accumulate", "1", 1, 65536, "micro-batches per step (gradient accumulation)"),
     KEY_FLOAT("optim.momentum", "0.9", 0, 1, "SGD and LARS momentum"),
     KEY_FLOAT("optim.weight_decay", "1e-4", 0, 1, "weight decay"),
     KEY_FLOAT("optim.lars.eta", "0.02", 0, 1, "LARS trust coefficient"),
@@ -139,6 +144,48 @@ const struct ssl_key_spec ssl_config_keys[] = {
     KEY_FLOAT("loss.swav.temperature", "0.1", ABOVE_ZERO, 100, "SwAV softmax temperature"),
     KEY_FLOAT("loss.swav.epsilon", "0.05", ABOVE_ZERO, 100, "SwAV Sinkhorn-Knopp epsilon"),
     KEY_INT("loss.swav.iterations", "3", 1, 1000, "SwAV Sinkhorn-Knopp iterations"),
+    KEY_INT("loss.moco.queue", "4096", 1, 0x1p30, "MoCo queue length (a multiple of 2 x data.batch)"),
+    KEY_INT("loss.swav.prototypes", "100", 1, 0x1p20, "SwAV prototypes (official 3000 on ImageNet)"),
+    KEY_ENUM("loss.zero_cl.mode", "fcl", "fcl|icl", "Zero-CL: feature-wise (fcl) or instance-wise (icl)"),
+    KEY_ENUM("loss.rdm.base", "simsiam", "simsiam|byol", "RDM on a SimSiam (own targets) or BYOL (EMA) base"),
+    KEY_INT("loss.whitening.w_size", "-1", -1, 0x1p30, "whitening sub-batch rows; 0 = whole batch, -1 = method default"),
+    KEY_INT("loss.whitening.w_iter", "0", 0, 1000, "whitening repetitions; 0 = method default"),
+    KEY_INT("loss.whitening.groups", "0", 0, 0x1p20, "whitening feature groups; 0 = method default"),
+    KEY_FLOAT("loss.whitening.eps", "-1", -1, BELOW_ONE, "whitening shrinkage eps; -1 = method default"),
+    /* distributed semantics (docs/DISTRIBUTED.md) */
+    /* true: W-MSE, Shuffled-DBN, CW-RGP, whitening-MSE and Zero-CL whiten or standardise each
+     * rank's rows separately, as their official per-GPU code does (to reproduce official
+     * numbers); false: the global batch, exactly as one process */
+    KEY_BOOL("loss.per_rank", "false", "whitening losses and Zero-CL use per-rank statistics (official)"),
+
+    /* linalg */
+    /* global eigenproblems of this size and above go to ScaLAPACK pdsyevd over the ranks
+     * (below: LAPACK on every rank); docs/DISTRIBUTED.md says how to choose it */
+    KEY_INT("linalg.scalapack_threshold", "512", 1, 0x1p40, "eigenproblem size from which ScaLAPACK is used"),
+
+    /* method */
+    KEY_ENUM("method.name", "simclr",
+             "simclr|moco|byol|simsiam|swav|barlow|vicreg|zero_cl|wmse|sdbn|cwrgp|rdm",
+             "SSL method (docs/METHODS.md)"),
+
+    /* train */
+    KEY_INT("train.epochs", "1", 1, 0x1p30, "epochs over the training split"),
+    KEY_INT("train.max_steps", "0", 0, 0x1p40, "stop after this many steps in total; 0 = all epochs"),
+    KEY_INT("train.log_every", "10", 1, 0x1p30, "steps between metrics.jsonl lines and progress lines"),
+    KEY_ENUM("train.on_nonfinite", "stop", "stop|skip", "a non-finite loss or gradient: stop the run, or skip the step"),
+    KEY_INT("ckpt.every", "500", 0, 0x1p40, "steps between checkpoints (and one at each epoch end); 0 = epoch ends only"),
+    KEY_INT("ckpt.keep", "3", 1, 1000000, "checkpoints kept in the run directory"),
+    KEY_INT("dump.every", "0", 0, 0x1p30, "epochs between embedding dumps of the test split; 0 = none"),
+
+    /* eval: online and `ssltrain eval` */
+    KEY_INT("eval.every", "1", 0, 0x1p30, "epochs between evaluations; 0 = none"),
+    KEY_INT("eval.train_samples", "10000", 0, 0x1p40, "training samples the kNN and probe use; 0 = all"),
+    KEY_INT("eval.test_samples", "2000", 0, 0x1p40, "test samples evaluated; 0 = all"),
+    KEY_INT("eval.knn_k", "20", 1, 100000, "kNN neighbours (solo-learn 20)"),
+    KEY_FLOAT("eval.knn_temperature", "0.07", ABOVE_ZERO, 100, "kNN weight temperature (solo-learn 0.07)"),
+    KEY_INT("eval.linear_epochs", "10", 0, 100000, "linear-probe epochs; 0 = no probe"),
+    KEY_FLOAT("eval.linear_lr", "0.1", ABOVE_ZERO, 100, "linear-probe learning rate"),
+    KEY_INT("eval.metrics_batch", "512", 2, 0x1p30, "held-out test samples for the collapse metrics"),
 };
 
 const int ssl_config_n_keys = (int)(sizeof ssl_config_keys / sizeof ssl_config_keys[0]);

@@ -1,6 +1,10 @@
 /* loss_comm.c: struct ssl_loss_comm and struct ssl_bn_sync over MPI (see loss_comm.h).
- * ctx is the const struct ssl_comm * given at init; the operations only read it. */
+ * The loss operations' ctx is the caller's struct ssl_mpi_loss_ctx, SyncBN's the
+ * const struct ssl_comm *; the operations only read them. */
 #include "loss_comm.h"
+
+#include "eig_gram.h"
+#include "eig_scalapack.h"
 
 #include <limits.h>
 #include <stdint.h>
@@ -9,7 +13,7 @@
 
 static const struct ssl_comm *comm_of(void *ctx)
 {
-    return (const struct ssl_comm *)ctx;
+    return ((const struct ssl_mpi_loss_ctx *)ctx)->comm;
 }
 
 /* A failure found here (not by MPI) goes through the communicator's error handler too. */
@@ -25,9 +29,8 @@ static int fits_int(int64_t n)
 }
 
 /* Collective. In-place global sum of n_values doubles, chunked to fit MPI's int count. */
-static int mpi_sum(void *ctx, double *values, int64_t n_values)
+static int sum_doubles(const struct ssl_comm *comm, double *values, int64_t n_values)
 {
-    const struct ssl_comm *comm = comm_of(ctx);
     if (n_values < 0) return raise_error(comm, MPI_ERR_COUNT);
     for (int64_t done = 0; done < n_values;) {
         int64_t left = n_values - done;
@@ -38,6 +41,16 @@ static int mpi_sum(void *ctx, double *values, int64_t n_values)
         done += count;
     }
     return MPI_SUCCESS;
+}
+
+static int mpi_sum(void *ctx, double *values, int64_t n_values)
+{
+    return sum_doubles(comm_of(ctx), values, n_values);
+}
+
+static int bn_sum(void *ctx, double *values, int64_t n_values)
+{
+    return sum_doubles((const struct ssl_comm *)ctx, values, n_values);
 }
 
 /* Collective. Every rank's row count into rows_of (size entries) and the element counts and
@@ -136,17 +149,47 @@ static int64_t mpi_global_rows(void *ctx, int64_t rows)
     return total;
 }
 
-void ssl_mpi_loss_comm_init(struct ssl_loss_comm *lc, const struct ssl_comm *comm)
+/* Collective. The replicated eigenproblem: ssl_linalg_syevd's contract in place. */
+static int mpi_eig(void *ctx, double *s, double *l, int64_t m)
 {
+    const struct ssl_mpi_loss_ctx *c = ctx;
+    double *a = malloc((size_t)(m * m) * sizeof *a);
+    int bad = a == NULL, any = 0;
+    MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, c->comm->world);
+    if (any) {
+        free(a);
+        return raise_error(c->comm, MPI_ERR_NO_MEM);
+    }
+    memcpy(a, s, (size_t)(m * m) * sizeof *a);
+    int rc = ssl_eig_replicated(l, s, a, m, c->eig_threshold, c->comm);
+    free(a);
+    return rc;
+}
+
+/* Collective. Block rows of (G + eps I)^power (mpi/eig_gram.h). */
+static int mpi_sym_power_rows(void *ctx, double *w_rows, const double *g_rows, int64_t rows,
+                              int64_t n, double eps, double power)
+{
+    const struct ssl_mpi_loss_ctx *c = ctx;
+    return ssl_eig_power_rows(w_rows, g_rows, rows, n, eps, power, c->eig_threshold, c->comm);
+}
+
+void ssl_mpi_loss_comm_init(struct ssl_loss_comm *lc, struct ssl_mpi_loss_ctx *ctx,
+                            const struct ssl_comm *comm, int64_t eig_threshold)
+{
+    ctx->comm = comm;
+    ctx->eig_threshold = eig_threshold;
     lc->sum = mpi_sum;
     lc->gather = mpi_gather;
     lc->scatter = mpi_scatter;
     lc->global_rows = mpi_global_rows;
-    lc->ctx = (void *)(uintptr_t)comm; /* read only; the hook's ctx is not const */
+    lc->eig = mpi_eig;
+    lc->sym_power_rows = mpi_sym_power_rows;
+    lc->ctx = ctx;
 }
 
 void ssl_mpi_bn_sync_init(struct ssl_bn_sync *s, const struct ssl_comm *comm)
 {
-    s->sum = mpi_sum;
-    s->ctx = (void *)(uintptr_t)comm;
+    s->sum = bn_sum;
+    s->ctx = (void *)(uintptr_t)comm; /* read only; the hook's ctx is not const */
 }

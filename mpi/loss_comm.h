@@ -29,9 +29,19 @@
  *                MPI_Reduce_scatter (MPI_SUM) of the (global_rows, cols) gradient, so this
  *                rank's (rows, cols) block of the sum over ranks lands in local_grad (which
  *                must not overlap global_grad);
- *   global_rows: MPI_Allreduce (MPI_SUM) of rows as int64.
- * gather and scatter allocate O(P) ints of counts per call (freed before returning). */
-void ssl_mpi_loss_comm_init(struct ssl_loss_comm *lc, const struct ssl_comm *comm);
+ *   global_rows: MPI_Allreduce (MPI_SUM) of rows as int64;
+ *   eig:         ssl_eig_replicated (mpi/eig_scalapack.h) with eig_threshold: LAPACK on every
+ *                rank below it, ScaLAPACK pdsyevd at or above it;
+ *   sym_power_rows: ssl_eig_power_rows (mpi/eig_gram.h) with eig_threshold.
+ * gather and scatter allocate O(P) ints of counts per call, eig one m x m copy (freed before
+ * returning). ctx is caller-owned storage for the operations' state; it and comm must outlive
+ * lc. eig_threshold: the config key linalg.scalapack_threshold. */
+struct ssl_mpi_loss_ctx {
+    const struct ssl_comm *comm;
+    int64_t eig_threshold;
+};
+void ssl_mpi_loss_comm_init(struct ssl_loss_comm *lc, struct ssl_mpi_loss_ctx *ctx,
+                            const struct ssl_comm *comm, int64_t eig_threshold);
 
 /* Not collective: fills s for SyncBN: its sum is the same MPI_Allreduce of the fp64 partial
  * sums (collective over comm->world on every forward and train-mode backward). */

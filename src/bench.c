@@ -1,14 +1,23 @@
 /* bench.c: the training-step benchmark. Inputs are synthetic N(0,1) images (drawn once, as the
  * PyTorch peer's torch.randn), the loss is bench.loss (the peer's VICReg or SimCLR), the
- * optimizer the config's. Untimed warm-up steps first, then bench.steps timed steps. */
+ * optimizer the config's. Untimed warm-up steps first, then bench.steps timed steps.
+ *
+ * The step is the distributed one: each rank holds data.batch / P images per view, BatchNorm
+ * is synchronised (model.sync_bn), the loss runs over the MPI loss comm on the global batch,
+ * and the gradient allreduce is started bucket by bucket from inside the last backward and
+ * finished before the optimizer step. With one rank the collectives are trivial. */
 #include "bench.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "gemm.h"
-#include "losses/losses.h"
+#include "loss_comm.h"
+#include "losses/contrastive.h"
+#include "losses/redundancy.h"
+#include "reduce.h"
 #include "model_config.h"
 #include "models/model.h"
 #include "optim_config.h"
@@ -23,6 +32,11 @@ struct bench {
     bool simclr;
     int64_t batch;
     uint64_t seed;
+    struct ssl_loss_comm lc;
+    struct ssl_mpi_loss_ctx lc_state;
+    struct ssl_loss_ctx ctx;
+    struct ssl_grad_reduce reduce;
+    bool reduce_ready;
 };
 
 static double now_s(void)
@@ -32,8 +46,19 @@ static double now_s(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/* The PyTorch peer's SimCLR (torch_peer.py): temperature 0.2, the mean of both directions,
+ * F.normalize's eps. */
+static struct ssl_simclr_opts bench_simclr_opts(void)
+{
+    struct ssl_simclr_opts o = ssl_simclr_defaults();
+    o.temperature = 0.2;
+    o.average_directions = true;
+    o.norm_eps = 1e-12;
+    return o;
+}
+
 static enum ssl_status bench_setup(struct bench *b, const struct ssl_config *cfg, int64_t batch,
-                                   struct ssl_error *err)
+                                   const struct ssl_comm *comm, struct ssl_error *err)
 {
     struct ssl_model_cfg mc;
     enum ssl_status rc = ssl_model_cfg_from_config(&mc, cfg, err);
@@ -49,17 +74,34 @@ static enum ssl_status bench_setup(struct bench *b, const struct ssl_config *cfg
     b->batch = batch;
     b->seed = (uint64_t)ssl_config_int(cfg, "run.seed");
     b->simclr = strcmp(ssl_config_str(cfg, "bench.loss"), "simclr") == 0;
+    ssl_mpi_loss_comm_init(&b->lc, &b->lc_state, comm,
+                           ssl_config_int(cfg, "linalg.scalapack_threshold"));
+    b->ctx = (struct ssl_loss_ctx){.comm = &b->lc, .seed = b->seed, .step = 0};
+    if (ssl_config_bool(cfg, "model.sync_bn")) ssl_mpi_bn_sync_init(&b->model.net.bn_sync, comm);
+    if (ssl_grad_reduce_init(&b->reduce, b->model.params.grads, b->model.params.n_params,
+                             SSL_GRAD_REDUCE_DEFAULT_BUCKET_BYTES, comm) != 0)
+        return ssl_error_set(err, SSL_E_OTHER, "cannot set up the gradient allreduce");
+    b->reduce_ready = true;
     int64_t d = b->model.projection_dim, in_elems = batch * mc.in_channels * mc.image_size * mc.image_size;
-    int64_t work = b->simclr ? ssl_simclr_work_elems(batch, d) : ssl_vicreg_work_elems(batch, d);
+    struct ssl_simclr_opts so = bench_simclr_opts();
+    int64_t work = b->simclr ? ssl_simclr_nt_xent_work_elems(&b->ctx, batch, d, &so)
+                             : ssl_vicreg_full_work_elems(&b->ctx, batch, d, NULL);
     b->loss_work = malloc((size_t)work * sizeof(double));
     for (int v = 0; v < 2; v++) {
         b->x[v] = malloc((size_t)in_elems * sizeof(ssl_real));
         b->dz[v] = malloc((size_t)(batch * d) * sizeof(ssl_real));
         if (b->x[v] == NULL || b->dz[v] == NULL || b->loss_work == NULL)
             return ssl_error_set(err, SSL_E_OTHER, "out of memory for the benchmark inputs");
-        struct ssl_rng rng;
-        ssl_rng_init(&rng, b->seed, SSL_RNG_BENCH, (uint32_t)v, 0, 0);
-        for (int64_t i = 0; i < in_elems; i++) b->x[v][i] = (ssl_real)ssl_rng_normal(&rng);
+        /* keyed by global sample index: P ranks hold the slices of one global batch, so the
+         * loss of the first step is the same at every P (a check the output shows) */
+        int64_t image = in_elems / batch;
+        for (int64_t i = 0; i < batch; i++) {
+            struct ssl_rng rng;
+            ssl_rng_init(&rng, b->seed, SSL_RNG_BENCH, (uint32_t)v,
+                         (uint32_t)(comm->rank * batch + i), 0);
+            for (int64_t k = 0; k < image; k++)
+                b->x[v][i * image + k] = (ssl_real)ssl_rng_normal(&rng);
+        }
     }
     return SSL_OK;
 }
@@ -71,11 +113,18 @@ static void bench_free(struct bench *b)
         free(b->dz[v]);
     }
     free(b->loss_work);
+    if (b->reduce_ready) ssl_grad_reduce_free(&b->reduce);
     ssl_optim_free(&b->optim);
     ssl_model_free(&b->model);
 }
 
-/* One full step; returns the loss. */
+/* The net's backward-progress hook: finished buckets start reducing during the last backward. */
+static void start_ready_buckets(void *ctx, int64_t first_elem)
+{
+    (void)ssl_grad_reduce_ready(ctx, first_elem); /* MPI errors abort through the handler */
+}
+
+/* One full step; returns the loss (the same on every rank). */
 static double bench_step(struct bench *b)
 {
     struct ssl_model *m = &b->model;
@@ -86,10 +135,20 @@ static double bench_step(struct bench *b)
     memset(b->dz[0], 0, (size_t)(n * d) * sizeof(ssl_real));
     memset(b->dz[1], 0, (size_t)(n * d) * sizeof(ssl_real));
     const ssl_real *z0 = ssl_model_projection(m, 0), *z1 = ssl_model_projection(m, 1);
-    struct ssl_vicreg_weights w = {25, 25, 1};
-    double loss = b->simclr ? ssl_simclr_loss(b->dz[0], b->dz[1], z0, z1, n, d, 0.2, b->loss_work)
-                            : ssl_vicreg_loss(b->dz[0], b->dz[1], z0, z1, n, d, &w, NULL, b->loss_work);
-    for (int v = 0; v < 2; v++) SSL_CHECK(ssl_model_backward(m, v, b->dz[v], NULL) == 0);
+    struct ssl_simclr_opts so = bench_simclr_opts();
+    double loss = NAN;
+    b->ctx.step = b->optim.n_steps;
+    int rc = b->simclr ? ssl_simclr_nt_xent_loss(&loss, b->dz[0], b->dz[1], z0, z1, n, d, &so,
+                                                 &b->ctx, b->loss_work)
+                       : ssl_vicreg_full_loss(&loss, NULL, b->dz[0], b->dz[1], z0, z1, n, d, NULL,
+                                              &b->ctx, b->loss_work);
+    SSL_CHECK(rc == 0);
+    SSL_CHECK(ssl_model_backward(m, 0, b->dz[0], NULL) == 0);
+    m->net.grads_ready = start_ready_buckets;
+    m->net.grads_ready_ctx = &b->reduce;
+    SSL_CHECK(ssl_model_backward(m, 1, b->dz[1], NULL) == 0);
+    m->net.grads_ready = NULL;
+    SSL_CHECK(ssl_grad_reduce_finish(&b->reduce) == 0);
     double lr[SSL_GROUP_COUNT];
     ssl_schedule_group_lrs(&b->schedule, b->optim.n_steps, lr);
     ssl_optim_step(&b->optim, &m->params, lr);
@@ -107,7 +166,7 @@ enum ssl_status ssl_bench_run(const struct ssl_config *cfg, const struct ssl_com
     if (ssl_config_int(cfg, "run.threads") > 0) ssl_gemm_set_threads((int)ssl_config_int(cfg, "run.threads"));
     struct bench b;
     memset(&b, 0, sizeof b);
-    enum ssl_status rc = bench_setup(&b, cfg, global / comm->size, err);
+    enum ssl_status rc = bench_setup(&b, cfg, global / comm->size, comm, err);
     if (rc) {
         bench_free(&b);
         return rc;
@@ -117,16 +176,24 @@ enum ssl_status ssl_bench_run(const struct ssl_config *cfg, const struct ssl_com
             "bench: %s, %lld parameters, activations+workspace %.1f MiB per rank, %d BLAS threads (%s kernels)",
             ssl_config_str(cfg, "model.backbone"), (long long)b.model.params.n_params, mib,
             ssl_gemm_threads(), ssl_gemm_kernels());
-    double loss = 0;
-    for (int64_t s = 0; s < ssl_config_int(cfg, "bench.warmup"); s++) loss = bench_step(&b);
+    double loss = 0, first_loss = NAN;
+    for (int64_t s = 0; s < ssl_config_int(cfg, "bench.warmup"); s++) {
+        loss = bench_step(&b);
+        if (s == 0) first_loss = loss;
+    }
     int64_t steps = ssl_config_int(cfg, "bench.steps");
+    MPI_Barrier(comm->world);
     double t0 = now_s();
     for (int64_t s = 0; s < steps; s++) loss = bench_step(&b);
-    double step_s = (now_s() - t0) / (double)steps;
+    double step_s = (now_s() - t0) / (double)steps, slowest = step_s;
+    MPI_Allreduce(&step_s, &slowest, 1, MPI_DOUBLE, MPI_MAX, comm->world); /* the job's pace */
+    step_s = slowest;
     ssl_log(lg, SSL_LOG_INFO,
-            "ssltrain bench: model=%s loss=%s batch=%lld proj=%lld threads=%d last_loss=%.6g step_s=%.4f images_per_s=%.1f",
+            "ssltrain bench: model=%s loss=%s batch=%lld proj=%lld ranks=%d threads=%d sync_bn=%s first_loss=%.9g last_loss=%.6g step_s=%.4f images_per_s=%.1f",
             ssl_config_str(cfg, "model.backbone"), ssl_config_str(cfg, "bench.loss"), (long long)global,
-            (long long)b.model.projection_dim, ssl_gemm_threads(), loss, step_s, (double)global / step_s);
+            (long long)b.model.projection_dim, comm->size, ssl_gemm_threads(),
+            ssl_config_bool(cfg, "model.sync_bn") ? "on" : "off", first_loss, loss, step_s,
+            (double)global / step_s);
     *images_per_s = (double)global / step_s;
     bench_free(&b);
     return SSL_OK;

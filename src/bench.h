@@ -8,7 +8,9 @@
 #include "config.h"
 #include "log.h"
 
-/* Collective (every rank runs its shard of the batch; for now ranks do not communicate). */
+/* Collective: every rank runs its shard of the global batch in the distributed step (SyncBN, the
+ * loss over the global batch, the overlapped gradient allreduce); the slowest rank's step time
+ * decides images_per_s. */
 enum ssl_status ssl_bench_run(const struct ssl_config *cfg, const struct ssl_comm *comm,
                               const struct ssl_logger *lg, double *images_per_s,
                               struct ssl_error *err);

@@ -11,12 +11,14 @@
 #include "cmd_analyze.h"
 #include "cmd_data.h"
 #include "cmd_study.h"
+#include "cmd_train.h"
 #include "comm.h"
 #include "config.h"
 #include "log.h"
 #include "loss_tool/loss_tool.h"
 #include "model_config.h"
 #include "models/model.h"
+#include "trainer.h"
 #include "version.h"
 
 static const char *USAGE =
@@ -25,6 +27,9 @@ static const char *USAGE =
     "Distributed self-supervised representation learning (run under mpirun/srun, or alone).\n"
     "\n"
     "commands:\n"
+    "  train   JOB.yaml [key=value ...] [--dry-run]   train (resumes its run directory)\n"
+    "  eval    CKPT.h5 [key=value ...] [--json]   kNN and linear-probe accuracy, collapse metrics\n"
+    "  dump    CKPT.h5 --out EMB.h5 [--split train|test] [key=value ...]   embeddings to HDF5\n"
     "  bench   [JOB.yaml] [key=value ...] [--data]  training-step (and augmentation) throughput\n"
     "  params  [JOB.yaml] [key=value ...]   the model's state_dict: name, shape, param|buffer\n"
     "  convert [JOB.yaml] [key=value ...] --out FILE.h5   pack data.dataset into the HDF5 format\n"
@@ -42,6 +47,32 @@ static const char *USAGE =
     "Configuration: a YAML job file flattened to dotted keys (optim.lr), then key=value\n"
     "overrides in order. Exit codes: 0 ok, 1 other error, 2 usage/config error, 3 bad input\n"
     "data, 4 non-finite loss, 85 checkpointed on a signal (requeue).\n";
+
+static const char *TRAIN_HELP =
+    "usage: ssltrain train [JOB.yaml] [key=value ...] [--dry-run]\n"
+    "\n"
+    "Trains method.name on data.dataset under mpirun/srun (or alone). The run directory\n"
+    "run.dir/run.name (default: the job file's name) holds config.yaml, metrics.jsonl and\n"
+    "checkpoints/; it is locked while the run writes to it, and a second `train` on it resumes\n"
+    "from the newest valid checkpoint (run.resume=never starts afresh elsewhere). SIGUSR1,\n"
+    "SIGTERM and SIGINT checkpoint after the current step and exit 85 with a REQUEUE marker.\n"
+    "--dry-run  checks the config, data and model, prints the plan (steps, per-rank batch,\n"
+    "           memory per rank) and exits. docs/TRAINING.md has the details.\n";
+
+static const char *EVAL_HELP =
+    "usage: ssltrain eval CKPT.h5 [key=value ...] [--json]\n"
+    "\n"
+    "Evaluates a checkpoint's backbone on the config stored in it (overrides apply on top, e.g.\n"
+    "data.path): weighted kNN (k = 20, T = 0.07, cosine, as solo-learn) and a linear probe on\n"
+    "standardised frozen features of the whole training split, Acc@1 and Acc@5 on the test\n"
+    "split; and W2, uniformity, alignment, effective rank, z_std on a held-out batch.\n";
+
+static const char *DUMP_HELP =
+    "usage: ssltrain dump CKPT.h5 --out EMB.h5 [--split train|test] [key=value ...]\n"
+    "\n"
+    "Writes a split's embeddings (default test): /h backbone features, /z projector outputs,\n"
+    "/labels, /index, with attributes method, step, epoch, split, config, git_revision. Every\n"
+    "rank writes its rows collectively. `ssltrain analyze EMB.h5` reads it.\n";
 
 static const char *BENCH_HELP =
     "usage: ssltrain bench [JOB.yaml] [key=value ...]\n"
@@ -105,8 +136,8 @@ static const char *PARAMS_HELP =
 
 /* The command's own options, taken out of the arguments; the rest is the config. */
 struct cli_options {
-    bool help, data, json;
-    const char *out, *dataset, *plot;
+    bool help, data, json, dry_run;
+    const char *out, *dataset, *plot, *split;
     int64_t count;
 };
 
@@ -119,12 +150,14 @@ static enum ssl_status take_options(struct cli_options *o, int *argc, char **arg
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) o->help = true;
         else if (strcmp(a, "--data") == 0) o->data = true;
         else if (strcmp(a, "--json") == 0) o->json = true;
+        else if (strcmp(a, "--dry-run") == 0) o->dry_run = true;
         else if ((strcmp(a, "--out") == 0 || strcmp(a, "--count") == 0 || strcmp(a, "--dataset") == 0 ||
-                  strcmp(a, "--plot") == 0) && i + 1 >= *argc)
+                  strcmp(a, "--plot") == 0 || strcmp(a, "--split") == 0) && i + 1 >= *argc)
             return ssl_error_set(err, SSL_E_USAGE, "%s needs a value", a);
         else if (strcmp(a, "--out") == 0) o->out = argv[++i];
         else if (strcmp(a, "--dataset") == 0) o->dataset = argv[++i];
         else if (strcmp(a, "--plot") == 0) o->plot = argv[++i];
+        else if (strcmp(a, "--split") == 0) o->split = argv[++i];
         else if (strcmp(a, "--count") == 0) {
             char *end = NULL;
             o->count = strtoll(argv[++i], &end, 10);
@@ -282,6 +315,23 @@ static int run_study(const struct ssl_comm *comm, int n_args, char **args, const
     return rc;
 }
 
+/* eval and dump take a checkpoint, whose stored config the overrides modify. */
+static int run_checkpoint_cmd(const char *cmd, const struct ssl_comm *comm,
+                              const struct cli_options *o, int n_args, char **args,
+                              const struct ssl_logger *lg)
+{
+    struct ssl_error err = {0};
+    enum ssl_status rc = SSL_OK;
+    if (n_args < 1 || strchr(args[0], '=') != NULL)
+        rc = ssl_error_set(&err, SSL_E_USAGE, "%s needs a checkpoint file CKPT.h5 first", cmd);
+    else if (strcmp(cmd, "eval") == 0)
+        rc = ssl_cmd_eval(args[0], n_args - 1, args + 1, o->json, comm, lg, &err);
+    else
+        rc = ssl_cmd_dump(args[0], o->out, o->split, n_args - 1, args + 1, comm, lg, &err);
+    if (rc && err.msg[0]) ssl_log(lg, SSL_LOG_ERROR, "%s", err.msg);
+    return (int)rc;
+}
+
 static int run(const struct ssl_comm *comm, int argc, char **argv)
 {
     struct ssl_logger lg;
@@ -295,7 +345,10 @@ static int run(const struct ssl_comm *comm, int argc, char **argv)
         if (comm->rank == 0) fputs(USAGE, stdout);
         return 0;
     }
-    const char *help = strcmp(cmd, "bench") == 0     ? BENCH_HELP
+    const char *help = strcmp(cmd, "train") == 0     ? TRAIN_HELP
+                       : strcmp(cmd, "eval") == 0    ? EVAL_HELP
+                       : strcmp(cmd, "dump") == 0    ? DUMP_HELP
+                       : strcmp(cmd, "bench") == 0   ? BENCH_HELP
                        : strcmp(cmd, "params") == 0  ? PARAMS_HELP
                        : strcmp(cmd, "convert") == 0 ? CONVERT_HELP
                        : strcmp(cmd, "augment") == 0 ? AUGMENT_HELP
@@ -316,9 +369,13 @@ static int run(const struct ssl_comm *comm, int argc, char **argv)
         return 0;
     }
     if (!rc && strcmp(cmd, "analyze") == 0) return run_analyze(comm, &o, n_args, argv + 2, &lg);
+    if (!rc && (strcmp(cmd, "eval") == 0 || strcmp(cmd, "dump") == 0))
+        return run_checkpoint_cmd(cmd, comm, &o, n_args, argv + 2, &lg);
     struct ssl_config *cfg = NULL;
     if (!rc) rc = load_config(comm, n_args, argv + 2, &cfg, &err);
-    if (!rc) rc = dispatch(cmd, cfg, comm, &o, &lg, &err);
+    const char *job = n_args > 0 && strchr(argv[2], '=') == NULL ? argv[2] : NULL;
+    if (!rc && strcmp(cmd, "train") == 0) rc = ssl_train_run(cfg, job, o.dry_run, comm, &lg, &err);
+    else if (!rc) rc = dispatch(cmd, cfg, comm, &o, &lg, &err);
     if (rc && err.msg[0]) ssl_log(&lg, SSL_LOG_ERROR, "%s", err.msg);
     ssl_config_free(cfg);
     return (int)rc;

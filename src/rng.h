@@ -17,6 +17,8 @@ enum ssl_rng_purpose {
     SSL_RNG_BENCH = 5,    /* synthetic inputs of the benchmark */
     SSL_RNG_TEST = 6,     /* tests */
     SSL_RNG_SHUFFLE = 7,  /* feature permutations inside the model: (step, view, node) */
+    SSL_RNG_STATE = 8,    /* initial method state (MoCo's queue): (what, 0, 0) */
+    SSL_RNG_EVAL = 9,     /* evaluation: sample subsets and the linear probe's order */
 };
 
 struct ssl_rng {

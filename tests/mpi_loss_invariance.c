@@ -29,6 +29,7 @@
 #include "losses/predictive.h"
 #include "losses/redundancy.h"
 #include "losses/uniformity.h"
+#include "losses/whitening.h"
 #include "rng.h"
 
 enum { N = 12, D = 8, QUEUE = 24, PROTOS = 6, CROPS = 3, BN_C = 3, BN_HW = 4 };
@@ -190,6 +191,44 @@ static int64_t moco_work(const struct ssl_loss_ctx *c, int64_t n, const void *ex
     return ssl_moco_sym_work_elems(c, n, D, QUEUE, NULL);
 }
 
+/* x: p1, p2, t1, t2 (RDM on its SimSiam base) */
+static int rdm(double *v, ssl_real *g1, ssl_real *g2, const ssl_real *const x[4], int64_t n,
+               const void *extra, const struct ssl_loss_ctx *c, double *work)
+{
+    (void)extra;
+    return ssl_rdm_loss(v, g1, g2, x[0], x[1], x[2], x[3], n, D, NULL, c, work);
+}
+static int64_t rdm_work(const struct ssl_loss_ctx *c, int64_t n, const void *extra)
+{
+    (void)extra;
+    return ssl_rdm_work_elems(c, n, D, NULL);
+}
+
+/* extra: const struct ssl_zerocl_opts * (the mode; global statistics) */
+static int zerocl(double *v, ssl_real *g1, ssl_real *g2, const ssl_real *const x[4], int64_t n,
+                  const void *extra, const struct ssl_loss_ctx *c, double *work)
+{
+    return ssl_zerocl_loss(v, NULL, g1, g2, x[0], x[1], n, D, extra, c, work);
+}
+static int64_t zerocl_work(const struct ssl_loss_ctx *c, int64_t n, const void *extra)
+{
+    return ssl_zerocl_work_elems(c, n, D, extra);
+}
+
+/* extra: const struct ssl_whitening_opts * (global mode); two views x[0], x[1] */
+static int whitening(double *v, ssl_real *g1, ssl_real *g2, const ssl_real *const x[4],
+                     int64_t n, const void *extra, const struct ssl_loss_ctx *c, double *work)
+{
+    ssl_real *const dz[2] = {g1, g2};
+    const ssl_real *const z[2] = {x[0], x[1]};
+    struct ssl_loss_ctx keyed = {.comm = c ? c->comm : NULL, .seed = SEED, .step = 3};
+    return ssl_whitening_loss(v, dz, z, 2, n, D, extra, &keyed, work, NULL);
+}
+static int64_t whitening_work(const struct ssl_loss_ctx *c, int64_t n, const void *extra)
+{
+    return ssl_whitening_work_elems(c, n, D, extra, 2);
+}
+
 /* One loss: one process on the global batch x (N, D) x4, then the MPI comm on this rank's rows. */
 static void check_loss(struct run *r, const char *name, loss_fn f, work_fn wf, const void *extra,
                        ssl_real *const x[4])
@@ -327,12 +366,52 @@ static void fill_normal(ssl_real *x, int64_t count, struct ssl_rng *g, double me
     for (int64_t i = 0; i < count; i++) x[i] = (ssl_real)(mean + sd * ssl_rng_normal(g));
 }
 
+/* The losses that decompose a global matrix (W2's covariance or Gram, Zero-CL's whitening),
+ * with the loss comm of r (its eig threshold decides LAPACK or ScaLAPACK). */
+static void check_eig_losses(struct run *r, const char *suffix, ssl_real *const x[4])
+{
+    struct ssl_w2_opts w2_cov = ssl_w2_defaults(), w2_gram = ssl_w2_defaults();
+    w2_cov.route = SSL_W2_ROUTE_COV;
+    w2_gram.route = SSL_W2_ROUTE_GRAM;
+    struct ssl_zerocl_opts fcl = ssl_zerocl_defaults(SSL_ZEROCL_FCL);
+    struct ssl_zerocl_opts icl = ssl_zerocl_defaults(SSL_ZEROCL_ICL);
+    char name[64];
+    snprintf(name, sizeof name, "w2 (cov route)%s", suffix);
+    check_loss(r, name, w2, w2_work, &w2_cov, x);
+    snprintf(name, sizeof name, "w2 (gram route)%s", suffix);
+    check_loss(r, name, w2, w2_work, &w2_gram, x);
+    snprintf(name, sizeof name, "zero-cl fcl%s", suffix);
+    check_loss(r, name, zerocl, zerocl_work, &fcl, x);
+    snprintf(name, sizeof name, "zero-cl icl%s", suffix);
+    check_loss(r, name, zerocl, zerocl_work, &icl, x);
+}
+
+/* The whitening losses in their global mode, with options that fit N = 12 rows of D = 8. */
+static void check_whitening(struct run *r, ssl_real *const x[4])
+{
+    struct ssl_whitening_opts wmse = ssl_wmse_defaults(), cwrgp = ssl_cwrgp_defaults();
+    struct ssl_whitening_opts sdbn = ssl_sdbn_defaults();
+    struct ssl_whitening_opts zca = ssl_whitening_compare_defaults(SSL_WHITEN_ZCA);
+    wmse.w_size = 12, wmse.w_iter = 2;
+    cwrgp.w_size = 6; /* channel axis: 6 rows need more than 6 features per group */
+    sdbn.n_groups = 2;
+    zca.w_size = 12, zca.n_groups = 2;
+    check_loss(r, "w-mse (w_size 12, 2 iters)", whitening, whitening_work, &wmse, x);
+    check_loss(r, "cw-rgp (w_size 6)", whitening, whitening_work, &cwrgp, x);
+    check_loss(r, "shuffled-dbn (2 groups)", whitening, whitening_work, &sdbn, x);
+    check_loss(r, "zca whitening-mse", whitening, whitening_work, &zca, x);
+}
+
 int main(int argc, char **argv)
 {
     struct ssl_comm comm;
     if (ssl_comm_init(&comm, &argc, &argv) != 0) return 1;
-    struct ssl_loss_comm lc;
-    ssl_mpi_loss_comm_init(&lc, &comm);
+    /* the default threshold keeps these small matrices on LAPACK; threshold 1 sends every
+     * global eigenproblem through ScaLAPACK (at P > 1) */
+    struct ssl_loss_comm lc, lc_scalapack;
+    struct ssl_mpi_loss_ctx lctx, lctx_scalapack;
+    ssl_mpi_loss_comm_init(&lc, &lctx, &comm, 512);
+    ssl_mpi_loss_comm_init(&lc_scalapack, &lctx_scalapack, &comm, 1);
     struct run r = {.comm = &comm, .ctx = {.comm = &lc, .seed = SEED, .step = 0}};
     if (N % comm.size != 0) {
         if (comm.rank == 0) fprintf(stderr, "mpi_loss_invariance: np must divide %d\n", N);
@@ -364,19 +443,20 @@ int main(int argc, char **argv)
     fill_normal(bx, BN_C * N * BN_HW, &g, 0.5, 2.0);
     fill_normal(bdy, BN_C * N * BN_HW, &g, 0.0, 1.0);
 
-    struct ssl_w2_opts w2_cov = ssl_w2_defaults(), w2_gram = ssl_w2_defaults();
-    w2_cov.route = SSL_W2_ROUTE_COV;
-    w2_gram.route = SSL_W2_ROUTE_GRAM;
-
     check_loss(&r, "simclr nt-xent", simclr, simclr_work, NULL, x);
     check_loss(&r, "vicreg", vicreg, vicreg_work, NULL, x);
     check_loss(&r, "barlow twins", barlow, barlow_work, NULL, x);
-    check_loss(&r, "w2 (cov route)", w2, w2_work, &w2_cov, x);
-    check_loss(&r, "w2 (gram route)", w2, w2_work, &w2_gram, x);
+    check_eig_losses(&r, "", x);
+    struct run rs = r;
+    rs.ctx.comm = &lc_scalapack;
+    check_eig_losses(&rs, ", scalapack", x);
+    r.n_checks = rs.n_checks, r.n_failures = rs.n_failures;
+    check_whitening(&r, x);
     check_loss(&r, "uniformity", uniformity, uniformity_work, NULL, x);
     check_loss(&r, "alignment", alignment, alignment_work, NULL, x);
     check_loss(&r, "byol", byol, byol_work, NULL, x);
     check_loss(&r, "simsiam", simsiam, simsiam_work, NULL, x);
+    check_loss(&r, "rdm (simsiam base)", rdm, rdm_work, NULL, x);
     check_loss(&r, "moco sym (fixed queue)", moco, moco_work, queue, x);
     check_swav(&r, zs, protos);
     check_bn(&r, "bn2d channel-major", SSL_BN_CHANNEL_MAJOR, BN_HW, bx, bdy);

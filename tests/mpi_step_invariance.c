@@ -210,7 +210,8 @@ int main(int argc, char **argv)
         ssl_comm_abort(&comm, 1, err.msg);
     ssl_mpi_bn_sync_init(&model.net.bn_sync, &comm);
     struct ssl_loss_comm lc;
-    ssl_mpi_loss_comm_init(&lc, &comm);
+    struct ssl_mpi_loss_ctx lctx;
+    ssl_mpi_loss_comm_init(&lc, &lctx, &comm, 512);
     struct ssl_loss_ctx ctx = {.comm = &lc, .seed = SEED, .step = 0};
     if (comm.rank == 0)
         printf("mpi_step_invariance np=%d: seed %llu, N = %d images %dx%dx%d, convnet + "

@@ -660,7 +660,8 @@ static void test_serialized_form(void **state)
     struct ssl_config *cfg = fresh();
     set_ok(cfg, "run.name=x");
     char *text = ssl_config_serialize(cfg, false);
-    assert_contains(text, "run:\n  seed: 0\n  threads: 0\n  name: \"x\"\n  dir: \"runs\"\nmodel:\n");
+    assert_contains(text, "run:\n  seed: 0\n  threads: 0\n  name: \"x\"\n  dir: \"runs\"\n"
+                          "  resume: \"auto\"\nmodel:\n");
     assert_contains(text, "\n  mlp:\n    hidden: [512, 512]\n  bn:\n    eps: 1.0e-05\n");
     assert_contains(text, "\n  predictor:\n    hidden: []\n    out: 0\n");
     assert_contains(text, "\n  lr: 0.05\n");

@@ -622,10 +622,14 @@ static void test_global_fake_comm(void **state)
         struct fake f = {P};
         struct ssl_loss_comm comm = {.sum = fake_sum, .global_rows = fake_rows, .ctx = &f};
         struct ssl_loss_ctx gctx = {.comm = &comm};
-        for (int k = 0; k < N_CONFIGS; k++) {
-            const struct config *cf = &CONFIGS[k];
+        /* Zero-CL twice: per rank (the official statistics), then global (FCL only: global
+         * ICL gathers rows, which this comm cannot; tests/mpi_loss_invariance.c covers it) */
+        for (int k = 0; k < N_CONFIGS + 2; k++) {
+            bool zcl_global = k >= N_CONFIGS;
+            const struct config *cf = &CONFIGS[zcl_global ? k - N_CONFIGS + 8 : k];
             struct lctx loc, dup;
             setup(&loc, cf);
+            loc.zo.per_rank = !zcl_global;
             loc.c = &gctx; /* forces FEATURE; the work size depends on it */
             free(loc.work);
             loc.work = xalloc(lwork(&loc));
@@ -633,7 +637,7 @@ static void test_global_fake_comm(void **state)
             int64_t nd = cf->n * cf->d;
             double vg = lrun(&loc, loc.da, loc.db, NULL), vr, ratio;
             struct config cd = *cf;
-            if (cf->kind == K_ZEROCL) { /* reference: one process on the local batch */
+            if (cf->kind == K_ZEROCL && !zcl_global) { /* reference: one process on the local batch */
                 setup(&dup, cf);
                 memcpy(dup.a, loc.a, (size_t)nd * sizeof *dup.a);
                 memcpy(dup.b, loc.b, (size_t)nd * sizeof *dup.b);
@@ -653,8 +657,9 @@ static void test_global_fake_comm(void **state)
                 ge = fmax(ge, fabs(loc.da[i] - ratio * dup.da[i]));
                 ge = fmax(ge, fabs(loc.db[i] - ratio * dup.db[i]));
             }
-            printf("[global] P=%d %s (%s): value %.15g vs %.15g, grad diff %.3g\n", P, cf->name,
-                   kname(cf->kind), vg, vr, ge);
+            printf("[global] P=%d %s (%s%s): value %.15g vs %.15g, grad diff %.3g\n", P, cf->name,
+                   kname(cf->kind), cf->kind == K_ZEROCL && !zcl_global ? ", per rank" : "", vg,
+                   vr, ge);
             assert_true(fabs(vg - vr) <= 1e-11 * fmax(1.0, fabs(vr)));
             assert_true(ge <= 1e-11 * fmax(1.0, gs));
             lfree(&loc);

@@ -545,9 +545,8 @@ static void test_keyed_randomness(void **state)
     }
 }
 
-/* A fake P-rank comm whose sum multiplies by P and whose gather/scatter would fail: the
- * whitening losses are per sub-batch (LOSSES-SPEC, intro), not global-batch statistics, so
- * the per-rank loss must not use the comm at all. */
+/* A fake P-rank comm whose sum multiplies by P and whose gather/scatter would fail: in the
+ * per-rank mode (the official per-GPU whitening) the loss must not use the comm at all. */
 struct fake_comm {
     int p, calls;
 };
@@ -579,6 +578,7 @@ static void test_comm_unused(void **state)
     for (int i = 0; i < n_families(); i++) {
         struct family f = family(i);
         struct lctx c;
+        f.o.per_rank = true;
         lctx_init(&c, &r, &f.o, f.V, f.n, f.d);
         double a = run(&c, true);
         double *g0 = xalloc(f.n * f.d);
@@ -592,6 +592,72 @@ static void test_comm_unused(void **state)
         lctx_free(&c);
     }
     assert_int_equal(fc.calls, 0);
+}
+
+/* A fake 2-rank comm for the global mode: this process is rank `rank` holding rows
+ * [rank n, (rank + 1) n) of a stored global batch; gather returns the stored batch with the
+ * local rows in their place (views in call order). */
+struct replay {
+    int64_t V, rank, calls;
+    const double *all[MAXV]; /* (2 n, d) per view */
+};
+static int replay_gather(void *ctx, const double *local, int64_t rows, int64_t cols,
+                         double *global, int64_t *offset)
+{
+    struct replay *f = ctx;
+    int64_t v = f->calls++ % f->V;
+    memcpy(global, f->all[v], (size_t)(2 * rows * cols) * sizeof *global);
+    memcpy(global + f->rank * rows * cols, local, (size_t)(rows * cols) * sizeof *global);
+    *offset = f->rank * rows;
+    return 0;
+}
+static int64_t replay_rows(void *ctx, int64_t rows)
+{
+    (void)ctx;
+    return 2 * rows;
+}
+
+/* Global mode: each of two ranks holding half of the batch gets exactly the one-process value
+ * on the whole batch and that computation's gradient rows for its half. */
+static void test_global_mode(void **state)
+{
+    (void)state;
+    struct ssl_rng r;
+    gc_rng_begin(&r, "test_global_mode");
+    for (int i = 0; i < n_families(); i++) {
+        struct family f = family(i);
+        if (f.n % 2 != 0) continue;
+        struct lctx whole, half;
+        lctx_init(&whole, &r, &f.o, f.V, f.n, f.d);
+        double ref = run(&whole, true);
+        int64_t n = f.n / 2, nd = n * f.d;
+        for (int64_t rank = 0; rank < 2; rank++) {
+            struct replay rp = {.V = f.V, .rank = rank};
+            for (int64_t v = 0; v < f.V; v++) rp.all[v] = whole.z[v];
+            struct ssl_loss_comm comm = {.gather = replay_gather, .global_rows = replay_rows,
+                                         .ctx = &rp};
+            memset(&half, 0, sizeof half);
+            half.o = f.o, half.V = f.V, half.n = n, half.d = f.d;
+            half.lc = whole.lc;
+            half.lc.comm = &comm;
+            half.work = xalloc(ssl_whitening_work_elems(&half.lc, n, f.d, &f.o, f.V));
+            for (int64_t v = 0; v < f.V; v++) {
+                half.z[v] = xalloc(nd);
+                half.dz[v] = xalloc(nd);
+                memcpy(half.z[v], whole.z[v] + rank * nd, (size_t)nd * sizeof(double));
+                half.zc[v] = half.z[v], half.slot[v] = half.dz[v];
+            }
+            double got = run(&half, true);
+            printf("[global %d] rank %lld of 2: %.17g vs one process %.17g\n", i,
+                   (long long)rank, got, ref);
+            assert_true(got == ref);
+            for (int64_t v = 0; v < f.V; v++)
+                assert_memory_equal(half.dz[v], whole.dz[v] + rank * nd, (size_t)nd * sizeof(double));
+            assert_int_equal(rp.calls, f.V);
+            lctx_free(&half);
+        }
+        lctx_free(&whole);
+    }
 }
 
 static void test_errors(void **state)
@@ -661,6 +727,7 @@ int main(void)
         cmocka_unit_test(test_pca_property),
         cmocka_unit_test(test_keyed_randomness),
         cmocka_unit_test(test_comm_unused),
+        cmocka_unit_test(test_global_mode),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

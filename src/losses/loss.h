@@ -35,6 +35,16 @@ struct ssl_loss_comm {
                    double *local_grad);
     /* global rows for `rows` local rows (the sum over ranks) */
     int64_t (*global_rows)(void *ctx, int64_t rows);
+    /* The eigen-decomposition of a symmetric (m, m) matrix s that is identical on every rank,
+     * with ssl_linalg_syevd's contract (s becomes U, l ascending, same sign convention) and a
+     * bitwise identical result on every rank; large m may be split over the ranks
+     * (ScaLAPACK). Only for replicated matrices: per-rank matrices use ssl_linalg_syevd. */
+    int (*eig)(void *ctx, double *s, double *l, int64_t m);
+    /* W = (G + eps I)^power for a symmetric global (n, n) matrix G given by block rows: this
+     * rank's (rows, n) block of G in, its (rows, n) block of W out (every rank the same rows).
+     * Large n is never replicated on one rank (mpi/eig_gram.h). */
+    int (*sym_power_rows)(void *ctx, double *w_rows, const double *g_rows, int64_t rows,
+                          int64_t n, double eps, double power);
     void *ctx;
 };
 
@@ -51,6 +61,14 @@ int ssl_loss_gather(const struct ssl_loss_ctx *c, const double *local, int64_t r
 int ssl_loss_scatter(const struct ssl_loss_ctx *c, const double *global_grad, int64_t rows,
                      int64_t cols, double *local_grad);
 int64_t ssl_loss_global_rows(const struct ssl_loss_ctx *c, int64_t rows);
+/* One process: ssl_linalg_syevd(s, l, m, work) (work: ssl_linalg_syevd_work_elems(m)). */
+int ssl_loss_eig(const struct ssl_loss_ctx *c, double *s, double *l, int64_t m, double *work);
+/* One process (rows == n): W from ssl_linalg_syevd on a copy, with
+ * ssl_loss_sym_power_work_elems(n) doubles of work; SSL_E_NONFINITE when some
+ * eigenvalue + eps is not positive for a negative power. */
+int ssl_loss_sym_power_rows(const struct ssl_loss_ctx *c, double *w_rows, const double *g_rows,
+                            int64_t rows, int64_t n, double eps, double power, double *work);
+int64_t ssl_loss_sym_power_work_elems(int64_t n);
 
 /* Purposes of randomness inside losses: the stream (seed, SSL_RNG_LOSS, step, purpose, k). */
 enum ssl_loss_rng {

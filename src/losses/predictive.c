@@ -334,7 +334,8 @@ static int rdm_build(struct rdm_work *w, int64_t n, int64_t ng, int64_t d,
         int rc = ssl_loss_sum(ctx, w->s, m * m);
         if (rc != 0) return rc;
     }
-    if (ssl_linalg_syevd(w->s, w->l, m, w->eig) != 0) return SSL_E_NONFINITE;
+    /* replicated on every rank: ScaLAPACK above the threshold */
+    if (ssl_loss_eig(ctx, w->s, w->l, m, w->eig) != 0) return SSL_E_NONFINITE;
     double tol = (double)m * DBL_EPSILON * fmax(w->l[m - 1], 0.0);
     double h0 = rdm_h(o, 0.0);
     for (int64_t k = 0; k < m; k++) {

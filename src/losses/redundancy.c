@@ -366,7 +366,7 @@ struct zcl_work {
     double *ds;     /* (n, d) */
     double *w[2];   /* (m, m) */
     double *sd[2];  /* (max(n, d)) unbiased std of each group */
-    double *cd;     /* (max(n, d)) c_ii, then g_i */
+    double *cd;     /* (2 max(n, d)) c_ii, then g_i; group sums */
     double *eig;    /* (m, m) + m + syevd work, or (m, m) for W's U diag */
 };
 
@@ -383,19 +383,37 @@ static struct zcl_work zcl_carve(int64_t n, int64_t d, enum ssl_zerocl_mode mode
     for (int w = 0; w < 2; w++, p += z.m * z.m) z.w[w] = p;
     for (int w = 0; w < 2; w++, p += q) z.sd[w] = p;
     z.cd = p;
-    p += q;
+    p += 2 * q;
     z.eig = p;
     return z;
+}
+
+/* The global ICL path (several ranks): the gathered views sg, their gradient dsg (N, d), this
+ * rank's block rows of G and of W (n, N). */
+struct zcl_icl {
+    double *sg[2], *dsg, *g_rows, *w_rows[2];
+};
+
+static bool zcl_is_global(const struct ssl_loss_ctx *c, const struct ssl_zerocl_opts *o, int64_t n)
+{
+    return !o->per_rank && ssl_loss_global_rows(c, n) != n;
+}
+
+static int64_t zcl_local_elems(int64_t n, int64_t d, int64_t m)
+{
+    int64_t q = n > d ? n : d;
+    return 5 * n * d + 3 * m * m + 4 * q + m + ssl_linalg_syevd_work_elems(m);
 }
 
 int64_t ssl_zerocl_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
                               const struct ssl_zerocl_opts *o)
 {
-    (void)c;
     struct ssl_zerocl_opts dflt = ssl_zerocl_defaults(SSL_ZEROCL_FCL);
     if (o == NULL) o = &dflt;
-    int64_t m = o->mode == SSL_ZEROCL_FCL ? d : n, q = n > d ? n : d;
-    return 5 * n * d + 3 * m * m + 3 * q + m + ssl_linalg_syevd_work_elems(m);
+    if (o->mode == SSL_ZEROCL_FCL || !zcl_is_global(c, o, n))
+        return zcl_local_elems(n, d, o->mode == SSL_ZEROCL_FCL ? d : n);
+    int64_t N = ssl_loss_global_rows(c, n);
+    return zcl_local_elems(n, d, 1) + 3 * N * d + 3 * n * N;
 }
 
 /* Element (g, e) of a group layout: x[g * gs + e * es]; FCL: groups = columns, ICL: rows. */
@@ -408,67 +426,108 @@ static struct groups zcl_groups(int64_t n, int64_t d, enum ssl_zerocl_mode mode)
     return mode == SSL_ZEROCL_FCL ? (struct groups){d, n, 1, d} : (struct groups){n, d, d, 1};
 }
 
-/* x -> (x - mean) / (sd + eps) in place along each group; sd (count) = unbiased std. */
-static void zcl_standardize(double *x, double *sd, struct groups g, double eps)
+/* x -> (x - mean) / (sd + eps) in place along each group; sd (count) = unbiased std over
+ * `total` elements per group. cg non-NULL (global FCL): the group sums are summed over the
+ * ranks, whose rows together make the groups. acc (count) scratch. */
+static int zcl_standardize(double *x, double *sd, double *acc, struct groups g, int64_t total,
+                           double eps, const struct ssl_loss_ctx *cg)
 {
     for (int64_t k = 0; k < g.count; k++) {
-        double *p = x + k * g.gs, mean = 0.0, ss = 0.0;
-        for (int64_t e = 0; e < g.len; e++) mean += p[e * g.es];
-        mean /= (double)g.len;
+        const double *p = x + k * g.gs;
+        acc[k] = 0.0;
+        for (int64_t e = 0; e < g.len; e++) acc[k] += p[e * g.es];
+    }
+    int rc = cg ? ssl_loss_sum(cg, acc, g.count) : 0;
+    if (rc) return rc;
+    for (int64_t k = 0; k < g.count; k++) {
+        double *p = x + k * g.gs, mean = acc[k] / (double)total;
+        acc[k] = 0.0;
         for (int64_t e = 0; e < g.len; e++) {
             p[e * g.es] -= mean;
-            ss += p[e * g.es] * p[e * g.es];
+            acc[k] += p[e * g.es] * p[e * g.es];
         }
-        sd[k] = sqrt(ss / (double)(g.len - 1));
+    }
+    rc = cg ? ssl_loss_sum(cg, acc, g.count) : 0;
+    if (rc) return rc;
+    for (int64_t k = 0; k < g.count; k++) {
+        double *p = x + k * g.gs;
+        sd[k] = sqrt(acc[k] / (double)(total - 1));
         for (int64_t e = 0; e < g.len; e++) p[e * g.es] /= sd[k] + eps;
     }
+    return 0;
 }
 
-/* dx += backward of zcl_standardize given ds, s and sd. A constant group (sd = 0) has s = 0,
- * and its std term is dropped there (torch would produce 0 * inf). */
-static void zcl_standardize_backward(ssl_real *dx, const double *ds, const double *s,
-                                     const double *sd, struct groups g, double eps)
+/* dx += backward of zcl_standardize given ds, s and sd (cg and total as there; acc (2 count)).
+ * A constant group (sd = 0) has s = 0, and its std term is dropped there (torch would produce
+ * 0 * inf). */
+static int zcl_standardize_backward(ssl_real *dx, const double *ds, const double *s,
+                                    const double *sd, struct groups g, int64_t total, double eps,
+                                    const struct ssl_loss_ctx *cg, double *acc)
 {
+    double *msum = acc, *dot = acc + g.count;
     for (int64_t k = 0; k < g.count; k++) {
         int64_t o = k * g.gs;
-        double m = 0.0, dot = 0.0;
+        msum[k] = dot[k] = 0.0;
         for (int64_t e = 0; e < g.len; e++) {
-            m += ds[o + e * g.es];
-            dot += ds[o + e * g.es] * s[o + e * g.es];
+            msum[k] += ds[o + e * g.es];
+            dot[k] += ds[o + e * g.es] * s[o + e * g.es];
         }
-        m /= (double)g.len;
-        double t = sd[k] + eps, f = sd[k] > 0.0 ? dot / (sd[k] * (double)(g.len - 1)) : 0.0;
+    }
+    int rc = cg ? ssl_loss_sum(cg, acc, 2 * g.count) : 0;
+    if (rc) return rc;
+    for (int64_t k = 0; k < g.count; k++) {
+        int64_t o = k * g.gs;
+        double m = msum[k] / (double)total, t = sd[k] + eps;
+        double f = sd[k] > 0.0 ? dot[k] / (sd[k] * (double)(total - 1)) : 0.0;
         for (int64_t e = 0; e < g.len; e++) {
             int64_t i = o + e * g.es;
             dx[i] += (ssl_real)((ds[i] - m) / t - s[i] * f);
         }
     }
+    return 0;
 }
 
-/* Standardises both views into z.s; computes W into z.w if compute_w. */
+/* W = U diag((l + eps)^-1/2) U^T into w from the symmetric S (m, m), destroyed; l (m) and sw
+ * the syevd work follow S in z->eig. cg non-NULL: S is replicated (c->comm->eig). */
+static int zcl_zca(double *w, double *S, int64_t m, double eps, const struct ssl_loss_ctx *cg)
+{
+    double *l = S + m * m, *sw = l + m;
+    int rc = ssl_loss_eig(cg, S, l, m, sw);
+    if (rc != 0) return rc;
+    /* (U D) (U D)^T with D = diag((l + eps)^-1/4): U's columns are scaled in place */
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t k = 0; k < m; k++) S[i * m + k] *= 1.0 / sqrt(sqrt(l[k] + eps));
+    gemm(false, true, m, m, m, 1.0, S, S, 0.0, w);
+    return 0;
+}
+
+/* Standardises both views into z.s; computes W into z.w if compute_w. cg non-NULL: the global
+ * FCL statistics over N rows (see zcl_standardize). */
 static int zcl_prepare(struct zcl_work *z, const ssl_real *a, const ssl_real *b, int64_t n,
-                       int64_t d, const struct ssl_zerocl_opts *o, bool compute_w)
+                       int64_t d, const struct ssl_zerocl_opts *o, bool compute_w,
+                       const struct ssl_loss_ctx *cg)
 {
     struct groups g = zcl_groups(n, d, o->mode);
-    SSL_CHECK(g.len >= 2);
+    int64_t total = cg ? ssl_loss_global_rows(cg, n) : g.len;
+    SSL_CHECK(total >= 2);
     ssl_loss_to_double(z->s[0], a, n * d);
     ssl_loss_to_double(z->s[1], b, n * d);
     int64_t m = z->m;
     for (int w = 0; w < 2; w++) {
-        zcl_standardize(z->s[w], z->sd[w], g, o->std_eps);
-        if (!compute_w) continue;
-        double *S = z->eig, *l = S + m * m, *sw = l + m, *ud = z->w[w];
-        if (o->mode == SSL_ZEROCL_FCL) /* x = s (n, d): x^T x / n */
-            gemm(true, false, d, d, n, 1.0 / (double)n, z->s[w], z->s[w], 0.0, S);
-        else /* x = s^T (d, n): x^T x / d = s s^T / d */
+        int rc = zcl_standardize(z->s[w], z->sd[w], z->cd, g, total, o->std_eps, cg);
+        if (rc != 0 || !compute_w) {
+            if (rc != 0) return rc;
+            continue;
+        }
+        double *S = z->eig;
+        if (o->mode == SSL_ZEROCL_FCL) { /* x = s (n, d): x^T x / N */
+            gemm(true, false, d, d, n, 1.0 / (double)total, z->s[w], z->s[w], 0.0, S);
+            rc = cg ? ssl_loss_sum(cg, S, d * d) : 0;
+        } else { /* x = s^T (d, n): x^T x / d = s s^T / d */
             gemm(false, true, n, n, d, 1.0 / (double)d, z->s[w], z->s[w], 0.0, S);
-        int rc = ssl_linalg_syevd(S, l, m, sw);
+        }
+        if (rc == 0) rc = zcl_zca(z->w[w], S, m, o->zca_eps, cg);
         if (rc != 0) return rc;
-        /* W = U diag((l + eps)^-1/2) U^T = (U D) (U D)^T with D = diag((l + eps)^-1/4): U's
-         * columns are scaled in place, no further scratch. */
-        for (int64_t i = 0; i < m; i++)
-            for (int64_t k = 0; k < m; k++) S[i * m + k] *= 1.0 / sqrt(sqrt(l[k] + o->zca_eps));
-        gemm(false, true, m, m, m, 1.0, S, S, 0.0, ud);
     }
     return 0;
 }
@@ -480,10 +539,89 @@ int ssl_zerocl_whitening(double *w, const ssl_real *a, const ssl_real *b, int64_
     struct ssl_zerocl_opts dflt = ssl_zerocl_defaults(SSL_ZEROCL_FCL);
     if (o == NULL) o = &dflt;
     struct zcl_work z = zcl_carve(n, d, o->mode, work);
-    int rc = zcl_prepare(&z, a, b, n, d, o, true);
+    int rc = zcl_prepare(&z, a, b, n, d, o, true, NULL);
     if (rc != 0) return rc;
     memcpy(w, z.w[0], (size_t)(z.m * z.m) * sizeof *w);
     memcpy(w + z.m * z.m, z.w[1], (size_t)(z.m * z.m) * sizeof *w);
+    return 0;
+}
+
+/* L = sum_k (cd_k / norm - 1)^2 over the k_count entries; cd becomes g_k = dL/dcd_k. */
+static double zcl_diag_loss(double *cd, int64_t k_count, double norm)
+{
+    double L = 0.0;
+    for (int64_t k = 0; k < k_count; k++) {
+        double ck = cd[k] / norm;
+        L += (ck - 1.0) * (ck - 1.0);
+        cd[k] = 2.0 * (ck - 1.0) / norm;
+    }
+    return L;
+}
+
+/* dt1 = t2 o g and dt2 = t1 o g, in place (t is not needed any more); g along rows or columns. */
+static void zcl_dt(double *t0, double *t1, const double *g, int64_t n, int64_t d, bool by_column)
+{
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < d; j++) {
+            double gk = g[by_column ? j : i], a = t0[i * d + j];
+            t0[i * d + j] = t1[i * d + j] * gk;
+            t1[i * d + j] = a * gk;
+        }
+}
+
+/* Global ICL on several ranks (redundancy.h): rows standardised locally, the instance Gram's
+ * block rows, W's block rows from c->comm->sym_power_rows, the gradient of the gathered rows
+ * back through ssl_loss_scatter. */
+static int zcl_icl_global(double *value, ssl_real *const dz[2], const ssl_real *a,
+                          const ssl_real *b, int64_t n, int64_t d, const struct ssl_zerocl_opts *o,
+                          const struct ssl_loss_ctx *c, double *work)
+{
+    int64_t N = ssl_loss_global_rows(c, n), off = 0, q = n > d ? n : d;
+    struct zcl_work z = {.m = N};
+    double *p = work;
+    for (int w = 0; w < 2; w++, p += n * d) z.s[w] = p;
+    for (int w = 0; w < 2; w++, p += n * d) z.t[w] = p;
+    z.ds = p, p += n * d;
+    for (int w = 0; w < 2; w++, p += q) z.sd[w] = p;
+    z.cd = p, p += 2 * q;
+    struct zcl_icl iw = {.sg = {p, p + N * d}, .dsg = p + 2 * N * d, .g_rows = p + 3 * N * d};
+    iw.w_rows[0] = iw.g_rows + n * N;
+    iw.w_rows[1] = iw.w_rows[0] + n * N;
+    struct groups g = zcl_groups(n, d, SSL_ZEROCL_ICL);
+    const ssl_real *in[2] = {a, b};
+    for (int w = 0; w < 2; w++) {
+        ssl_loss_to_double(z.s[w], in[w], n * d);
+        int rc = zcl_standardize(z.s[w], z.sd[w], z.cd, g, d, o->std_eps, NULL);
+        if (rc == 0) rc = ssl_loss_gather(c, z.s[w], n, d, iw.sg[w], &off);
+        if (rc != 0) return rc;
+        if (o->whiten) { /* (2, N, N) given: this rank's rows */
+            memcpy(iw.w_rows[w], o->whiten + w * N * N + off * N, (size_t)(n * N) * sizeof(double));
+        } else {
+            gemm(false, true, n, N, d, 1.0 / (double)d, z.s[w], iw.sg[w], 0.0, iw.g_rows);
+            rc = ssl_loss_sym_power_rows(c, iw.w_rows[w], iw.g_rows, n, N, o->zca_eps, -0.5, NULL);
+            if (rc != 0) return rc;
+        }
+        gemm(false, false, n, d, N, 1.0, iw.w_rows[w], iw.sg[w], 0.0, z.t[w]);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        z.cd[i] = 0.0;
+        for (int64_t j = 0; j < d; j++) z.cd[i] += z.t[0][i * d + j] * z.t[1][i * d + j];
+    }
+    double L = zcl_diag_loss(z.cd, n, (double)d);
+    int rc = ssl_loss_sum(c, &L, 1);
+    if (rc != 0) return rc;
+    *value = L;
+    zcl_dt(z.t[0], z.t[1], z.cd, n, d, false);
+    for (int w = 0; w < 2; w++) {
+        if (dz[w] == NULL) continue;
+        /* t = W_rows s_all: d s_all = W_rows^T dt, summed over the ranks' rows */
+        gemm(true, false, N, d, n, 1.0, iw.w_rows[w], z.t[w], 0.0, iw.dsg);
+        rc = ssl_loss_scatter(c, iw.dsg, n, d, z.ds);
+        if (rc == 0)
+            rc = zcl_standardize_backward(dz[w], z.ds, z.s[w], z.sd[w], g, d, o->std_eps, NULL,
+                                          z.cd);
+        if (rc != 0) return rc;
+    }
     return 0;
 }
 
@@ -497,12 +635,22 @@ int ssl_zerocl_loss(double *value, double *terms, ssl_real *da, ssl_real *db, co
     if (o == NULL) o = &dflt;
     *value = NAN; /* until it is known: every failure returns before it is set */
     SSL_CHECK(n >= 1 && d >= 1);
+    bool fcl = o->mode == SSL_ZEROCL_FCL, global = zcl_is_global(c, o, n);
+    ssl_real *dz[2] = {da, db};
+    if (global && !fcl) return zcl_icl_global(value, dz, a, b, n, d, o, c, work);
+    const struct ssl_loss_ctx *cg = global ? c : NULL; /* global FCL: statistics over N rows */
     struct zcl_work z = zcl_carve(n, d, o->mode, work);
-    int rc = zcl_prepare(&z, a, b, n, d, o, o->whiten == NULL);
+    int rc = zcl_prepare(&z, a, b, n, d, o, o->whiten == NULL, cg);
+    if (cg == NULL && ssl_loss_global_rows(c, n) != n) {
+        /* per rank: the whitening can fail on one rank only; agree before the next collective */
+        double failed = rc != 0;
+        int crc = ssl_loss_sum(c, &failed, 1);
+        if (crc != 0) return crc;
+        if (failed > 0 && rc == 0) rc = SSL_E_NONFINITE;
+    }
     if (rc != 0) return rc;
     int64_t m = z.m;
     const double *W[2] = {o->whiten ? o->whiten : z.w[0], o->whiten ? o->whiten + m * m : z.w[1]};
-    bool fcl = o->mode == SSL_ZEROCL_FCL;
     int64_t k_count = fcl ? d : n; /* entries of c's diagonal */
     for (int w = 0; w < 2; w++) {
         if (fcl)
@@ -524,29 +672,20 @@ int ssl_zerocl_loss(double *value, double *terms, ssl_real *da, ssl_real *db, co
                    (long long)n, (long long)Ng);
         norm = (double)d * (double)(Ng / n);
     }
-    double L = 0.0;
-    for (int64_t k = 0; k < k_count; k++) {
-        double ck = z.cd[k] / norm;
-        L += (ck - 1.0) * (ck - 1.0);
-        z.cd[k] = 2.0 * (ck - 1.0) / norm;
-    }
-    *value = L;
-    ssl_real *dz[2] = {da, db};
+    *value = zcl_diag_loss(z.cd, k_count, norm);
     struct groups g = zcl_groups(n, d, o->mode);
-    /* dt1 = t2 o g and dt2 = t1 o g, in place (t is not needed any more) */
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < d; j++) {
-            double gk = z.cd[fcl ? j : i], t0 = z.t[0][i * d + j];
-            z.t[0][i * d + j] = z.t[1][i * d + j] * gk;
-            z.t[1][i * d + j] = t0 * gk;
-        }
+    int64_t total = cg ? Ng : g.len;
+    zcl_dt(z.t[0], z.t[1], z.cd, n, d, fcl);
     for (int w = 0; w < 2; w++) {
         if (dz[w] == NULL) continue;
         if (fcl) /* t = s W^T: ds = dt W */
             gemm(false, false, n, d, d, 1.0, z.t[w], W[w], 0.0, z.ds);
         else /* t = W s: ds = W^T dt */
             gemm(true, false, n, d, n, 1.0, W[w], z.t[w], 0.0, z.ds);
-        zcl_standardize_backward(dz[w], z.ds, z.s[w], z.sd[w], g, o->std_eps);
+        /* z.cd (g) is consumed by zcl_dt: its 2 q doubles are free for the group sums */
+        rc = zcl_standardize_backward(dz[w], z.ds, z.s[w], z.sd[w], g, total, o->std_eps, cg,
+                                      z.cd);
+        if (rc != 0) return rc;
     }
     return 0;
 }

@@ -26,6 +26,7 @@
 #ifndef SSL_REDUNDANCY_H
 #define SSL_REDUNDANCY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "../real.h"
@@ -101,15 +102,23 @@ int ssl_vicreg_full_loss(double *value, double *terms, ssl_real *da, ssl_real *d
  *   std(x) along a dimension = (x - mean) / (std_unbiased + std_eps)
  *   zca(x) (rows, m) = x W^T, W = U diag(1 / sqrt(s + zca_eps)) U^T, U s U^T = x^T x / rows,
  *          W a CONSTANT (detached: no gradient flows through it), no re-centring
- *   FCL: s = std(z) per feature (over the n rows of this rank), t = zca(s) (m = d),
- *        c_ii = sum_k t1_ki t2_ki / N_global              (i < d)
+ *   FCL: s = std(z) per feature (over the n rows), t = zca(s) (m = d),
+ *        c_ii = sum_k t1_ki t2_ki / N                     (i < d)
  *   ICL: s = std(z) per row (over the d features), t^T = zca(s^T) (m = n),
- *        c_ii = sum_k t1_ik t2_ik / (d * P)                (i < n), P = N_global / n
+ *        c_ii = sum_k t1_ik t2_ik / d                      (i < n)
  *   L = sum_i (c_ii - 1)^2
- * Standardisation and whitening are per rank (as in the official code); c's diagonal is summed
- * over the ranks (the official all_reduce). ICL then adds up instance i of every rank, which
- * needs the same n on every rank (checked through global_rows). terms: unused (may be NULL).
- * Needs n >= 2 (FCL) or d >= 2 (ICL).
+ * Two distributed modes (docs/losses/redundancy.md, "Zero-CL"); in one process they are the same:
+ *  - global (the default, per_rank = false): exactly one process on the global batch of
+ *    N = global_rows rows. FCL: column means, stds and s^T s / N summed over the ranks, W
+ *    replicated (c->comm->eig, ScaLAPACK above the threshold). ICL: rows standardised locally,
+ *    s gathered, this rank's block rows of the (N, N) instance Gram s s^T / d formed and
+ *    W = (G + zca_eps I)^-1/2 obtained as block rows (c->comm->sym_power_rows: never
+ *    replicated above the threshold), t = W_rows s_all, c_ii / d for i < N, the gradient of
+ *    s_all (W_rows^T dt) returned through ssl_loss_scatter.
+ *  - per rank (per_rank = true, the official code): standardisation and whitening over this
+ *    rank's rows, c's diagonal summed over the ranks (the official all_reduce); ICL then adds
+ *    up instance i of every rank and divides by d P, which needs the same n on every rank.
+ * terms: unused (may be NULL). Needs n >= 2 (FCL) or d >= 2 (ICL), and N >= 2 (global FCL).
  * ------------------------------------------------------------------------------------------ */
 enum ssl_zerocl_mode {
     SSL_ZEROCL_FCL = 0, /* --mode fea (the official default) */
@@ -121,9 +130,11 @@ struct ssl_zerocl_opts {
     double std_eps; /* 1e-4, added to the std (standardization) */
     double zca_eps; /* 0.01 (WhitenTran eps) */
     /* NULL (default): W is computed from the batch. Otherwise (2, m, m), W of view a then of
-     * view b, used as given: the stop-gradient constant made explicit, for tests that
+     * view b (m = d for FCL, n for ICL; global ICL on several ranks: N, each rank using its
+     * block rows), used as given: the stop-gradient constant made explicit, for tests that
      * finite-difference the detached function, or to reuse a whitening. */
     const double *whiten;
+    bool per_rank; /* the official per-process statistics (above); false: the global batch */
 };
 
 struct ssl_zerocl_opts ssl_zerocl_defaults(enum ssl_zerocl_mode mode);

@@ -192,7 +192,7 @@ static int w2_cov(double *w2_sq, double *dx, bool want, const double *x, int64_t
         for (int64_t j = 0; j < d; j++)
             u[i * d + j] = (cc[i * d + j] + (bb[i * d + j] - (s[i] * s[j]) / mm)) / mm;
     for (int64_t j = 0; j < d; j++) tr0 += u[j * d + j];
-    rc = ssl_linalg_syevd(u, l, d, sub);
+    rc = ssl_loss_eig(c, u, l, d, sub); /* replicated: every rank holds the same Sigma0 */
     if (rc) return rc;
     double tol = NULL_EIG_FACTOR * (double)d * DBL_EPSILON * (tr0 + mu_sq);
     int64_t count;
@@ -242,7 +242,7 @@ static int w2_gram(double *w2_sq, double *dx, bool want, const double *x, int64_
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < i; j++) u[j * m + i] = u[i * m + j];
     for (int64_t i = 0; i < m; i++) tr0 += u[i * m + i];
-    rc = ssl_linalg_syevd(u, l, m, sub);
+    rc = ssl_loss_eig(c, u, l, m, sub); /* replicated: every rank holds the same G */
     if (rc) return rc;
     double tol = NULL_EIG_FACTOR * (double)m * DBL_EPSILON * (tr0 + mu_sq);
     int64_t count;

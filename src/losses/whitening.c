@@ -173,16 +173,24 @@ static int64_t sub_elems(const struct ssl_whitening_opts *o, const struct shape 
     return ssl_linalg_whiten_work_elems(s->m, s->dg);
 }
 
+/* The rows the loss whitens: this rank's, or the global batch's (several ranks, global mode). */
+static int64_t whitened_rows(const struct ssl_loss_ctx *c, const struct ssl_whitening_opts *o,
+                             int64_t n)
+{
+    return o->per_rank ? n : ssl_loss_global_rows(c, n);
+}
+
 int64_t ssl_whitening_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
                                  const struct ssl_whitening_opts *o, int64_t n_views)
 {
-    (void)c;
     struct ssl_whitening_opts dflt = ssl_wmse_defaults();
     if (o == NULL) o = &dflt;
-    if (ssl_whitening_validate(o, n_views, n, d, NULL) != SSL_OK) return 0;
-    struct shape s = resolve(o, n, d);
-    return 4 * n_views * n * d + s.n_sub * n_views * s.groups * s.saved + n + d + s.m * d + 2 * s.m +
-           4 * s.m * s.dg + 3 * s.m * s.m + sub_elems(o, &s);
+    int64_t N = whitened_rows(c, o, n);
+    if (ssl_whitening_validate(o, n_views, N, d, NULL) != SSL_OK) return 0;
+    struct shape s = resolve(o, N, d);
+    int64_t gather = N != n ? n * d : 0; /* one view's local rows in fp64, for the gather */
+    return 4 * n_views * N * d + s.n_sub * n_views * s.groups * s.saved + N + d + s.m * d +
+           2 * s.m + 4 * s.m * s.dg + 3 * s.m * s.m + sub_elems(o, &s) + gather;
 }
 
 static struct wl carve(double *w, int64_t V, int64_t n, int64_t d, const struct shape *s)
@@ -432,6 +440,48 @@ static double compare(double *da, double *db, const double *a, const double *b, 
 
 /* ---- the loss ---------------------------------------------------------------------------------- */
 
+/* The loss on the n rows already in p->x (V, n, d): *total (unscaled by 1 / scale), and with
+ * need p->dx (V, n, d) = dL/dx for the views whose dz[v] is not NULL. */
+static int whitening_rows(double *total, struct wl *p, ssl_real *const *dz, int64_t V, int64_t n,
+                          int64_t d, const struct ssl_whitening_opts *o, const struct shape *s,
+                          const struct ssl_loss_ctx *c, bool need, double scale,
+                          struct ssl_error *err)
+{
+    int64_t nd = n * d;
+    if (need) memset(p->dx, 0, (size_t)(V * nd) * sizeof *p->dx);
+    *total = 0.0;
+    for (int64_t it = 0; it < o->w_iter; it++) {
+        row_perm(p->rperm, n, o, c, it);
+        for (int64_t sb = 0; sb < s->n_sub; sb++)
+            for (int64_t v = 0; v < V; v++) {
+                group_perm(p->gperm, d, o, c, it * s->n_sub + sb, v);
+                double *sv = p->saved + (sb * V + v) * s->groups * s->saved;
+                if (whiten_forward(p->y + v * nd, sv, p->x + v * nd, p->rperm + sb * s->m, d, o,
+                                   s, p) != 0)
+                    return ssl_error_set(err, SSL_E_NONFINITE,
+                                         "whitening loss: singular or non-finite %s whitening "
+                                         "(iteration %lld, sub-batch %lld, view %lld)",
+                                         ssl_whiten_kind_name(o->kind), (long long)it,
+                                         (long long)sb, (long long)v);
+            }
+        if (need) memset(p->dy, 0, (size_t)(V * nd) * sizeof *p->dy);
+        for (int64_t i = 0; i < V; i++)
+            for (int64_t j = i + 1; j < V; j++)
+                *total += compare(p->dy + i * nd, p->dy + j * nd, p->y + i * nd, p->y + j * nd,
+                                  n, d, o->fn, scale, need);
+        if (!need) continue;
+        for (int64_t sb = 0; sb < s->n_sub; sb++)
+            for (int64_t v = 0; v < V; v++) {
+                if (dz[v] == NULL) continue;
+                group_perm(p->gperm, d, o, c, it * s->n_sub + sb, v);
+                const double *sv = p->saved + (sb * V + v) * s->groups * s->saved;
+                whiten_backward(p->dx + v * nd, p->dy + v * nd, sv, p->x + v * nd,
+                                p->rperm + sb * s->m, d, o, s, p);
+            }
+    }
+    return 0;
+}
+
 int ssl_whitening_loss(double *value, ssl_real *const *dz, const ssl_real *const *z,
                        int64_t n_views, int64_t n, int64_t d, const struct ssl_whitening_opts *o,
                        const struct ssl_loss_ctx *c, double *work, struct ssl_error *err)
@@ -439,55 +489,35 @@ int ssl_whitening_loss(double *value, ssl_real *const *dz, const ssl_real *const
     struct ssl_whitening_opts dflt = ssl_wmse_defaults();
     if (o == NULL) o = &dflt;
     *value = NAN; /* until it is known: every failure returns before it is set */
-    enum ssl_status st = ssl_whitening_validate(o, n_views, n, d, err);
+    int64_t N = whitened_rows(c, o, n), V = n_views, off = 0;
+    enum ssl_status st = ssl_whitening_validate(o, n_views, N, d, err);
     if (st != SSL_OK) return st;
-    struct shape s = resolve(o, n, d);
-    struct wl p = carve(work, n_views, n, d, &s);
-    int64_t V = n_views, nd = n * d;
+    struct shape s = resolve(o, N, d);
+    struct wl p = carve(work, n_views, N, d, &s);
+    /* Global mode on several ranks: every rank gathers the whole batch and computes the
+     * one-process loss on it (identical everywhere, the permutations being keyed), then keeps
+     * its own rows of the gradient: no scatter is needed. */
+    double *local = work + ssl_whitening_work_elems(c, n, d, o, n_views) - n * d;
+    for (int64_t v = 0; v < V; v++) {
+        if (N == n) {
+            ssl_loss_to_double(p.x + v * N * d, z[v], n * d);
+            continue;
+        }
+        ssl_loss_to_double(local, z[v], n * d);
+        int rc = ssl_loss_gather(c, local, n, d, p.x + v * N * d, &off);
+        if (rc != 0) return rc;
+    }
     bool need = false;
     for (int64_t v = 0; v < V; v++) need = need || (dz != NULL && dz[v] != NULL);
-    for (int64_t v = 0; v < V; v++) ssl_loss_to_double(p.x + v * nd, z[v], nd);
-    if (need) memset(p.dx, 0, (size_t)(V * nd) * sizeof *p.dx);
-
-    double pairs = (double)(V * (V - 1) / 2), scale = 1.0 / ((double)o->w_iter * pairs);
-    double total = 0.0;
-    for (int64_t it = 0; it < o->w_iter; it++) {
-        row_perm(p.rperm, n, o, c, it);
-        for (int64_t sb = 0; sb < s.n_sub; sb++)
-            for (int64_t v = 0; v < V; v++) {
-                group_perm(p.gperm, d, o, c, it * s.n_sub + sb, v);
-                double *sv = p.saved + (sb * V + v) * s.groups * s.saved;
-                if (whiten_forward(p.y + v * nd, sv, p.x + v * nd, p.rperm + sb * s.m, d, o, &s,
-                                   &p) != 0)
-                    return ssl_error_set(err, SSL_E_NONFINITE,
-                                         "whitening loss: singular or non-finite %s whitening "
-                                         "(iteration %lld, sub-batch %lld, view %lld)",
-                                         ssl_whiten_kind_name(o->kind), (long long)it,
-                                         (long long)sb, (long long)v);
-            }
-        if (need) memset(p.dy, 0, (size_t)(V * nd) * sizeof *p.dy);
-        double it_total = 0.0;
-        for (int64_t i = 0; i < V; i++)
-            for (int64_t j = i + 1; j < V; j++)
-                it_total += compare(p.dy + i * nd, p.dy + j * nd, p.y + i * nd, p.y + j * nd, n,
-                                    d, o->fn, scale, need);
-        total += it_total;
-        if (!need) continue;
-        for (int64_t sb = 0; sb < s.n_sub; sb++)
-            for (int64_t v = 0; v < V; v++) {
-                if (dz[v] == NULL) continue;
-                group_perm(p.gperm, d, o, c, it * s.n_sub + sb, v);
-                const double *sv = p.saved + (sb * V + v) * s.groups * s.saved;
-                whiten_backward(p.dx + v * nd, p.dy + v * nd, sv, p.x + v * nd,
-                                p.rperm + sb * s.m, d, o, &s, &p);
-            }
-    }
+    double pairs = (double)(V * (V - 1) / 2), scale = 1.0 / ((double)o->w_iter * pairs), total;
+    int rc = whitening_rows(&total, &p, dz, V, N, d, o, &s, c, need, scale, err);
+    if (rc != 0) return rc;
     double L = total * scale;
     if (!isfinite(L))
         return ssl_error_set(err, SSL_E_NONFINITE, "whitening loss: non-finite value");
     *value = L;
     if (need)
         for (int64_t v = 0; v < V; v++)
-            if (dz[v] != NULL) ssl_loss_add_grad(dz[v], p.dx + v * nd, nd);
+            if (dz[v] != NULL) ssl_loss_add_grad(dz[v], p.dx + v * N * d + off * d, n * d);
     return 0;
 }

@@ -17,11 +17,16 @@
  * ACCUMULATED (+=). work: ssl_whitening_work_elems doubles (integer permutations are carved
  * from it too), caller-provided.
  *
- * These losses are per sub-batch, not global-batch statistics (LOSSES-SPEC, intro): this is
- * the one-process computation on the rows the caller passes; c supplies only the seed and
- * step of the randomness (NULL: seed 0, step 0), c->comm is not used. The global mode
- * (sub-batches of the global batch drawn from the global permutation) is described in
- * docs/losses/whitening.md.
+ * Distributed modes (docs/losses/whitening.md, "Distributed semantics"); in one process they
+ * are the same:
+ *   - global (per_rank = false, the default): the loss on the global batch exactly as one
+ *     process computes it. Every rank gathers all rows (ssl_loss_gather), draws the same keyed
+ *     permutations of the N global rows, computes the whole loss and keeps its own rows of the
+ *     gradient. The options are checked against N (w_size must divide the global batch).
+ *   - per rank (per_rank = true): the official codes, each process whitening sub-batches of
+ *     its own rows; c->comm is not used (the trainer sums the per-rank gradients, so the loss
+ *     of the step is the sum of the per-rank values).
+ * c supplies the seed and step of the randomness (NULL: seed 0, step 0).
  *
  * API: the common loss convention (value, gradient outputs, inputs, sizes, options, ctx, work)
  * with two departures, both because the options are validated against the shapes:
@@ -77,6 +82,9 @@ struct ssl_whitening_opts {
     bool shuffle_rows; /* random sub-batch membership; false = consecutive rows */
     bool unbiased;    /* normaliser (count - 1) (official `minus = 1`) or count */
     double eps;       /* shrinkage Sigma' = (1 - eps) Sigma + eps I, 0 <= eps < 1 */
+    /* false (the default): the global batch, as one process would whiten it (below); true:
+     * each rank's rows separately, as the official codes do per GPU */
+    bool per_rank;
 };
 
 /* Official defaults (docs/losses/whitening.md lists the sources). */
@@ -99,8 +107,8 @@ struct ssl_whitening_opts ssl_sdbn_defaults(void);
  * plain norm_mse of the embeddings. */
 struct ssl_whitening_opts ssl_whitening_compare_defaults(enum ssl_whiten_kind kind);
 
-/* Checks the options against the shapes; SSL_OK or SSL_E_USAGE with a message in err (may be
- * NULL). o NULL: ssl_wmse_defaults(). */
+/* Checks the options against the shapes (n: the rows whitened, the global batch in the global
+ * mode); SSL_OK or SSL_E_USAGE with a message in err (may be NULL). o NULL: ssl_wmse_defaults(). */
 enum ssl_status ssl_whitening_validate(const struct ssl_whitening_opts *o, int64_t n_views,
                                        int64_t n, int64_t d, struct ssl_error *err);
 

@@ -54,6 +54,11 @@ enum ssl_status ssl_model_build(struct ssl_model *m, const struct ssl_model_cfg 
                                             SSL_GROUP_PREDICTOR, cfg);
         m->prediction_dim = pred.out;
     }
+    m->param_prototypes = -1;
+    if (cfg->prototypes > 0) /* last, after every node's entries: PyTorch registers it last */
+        m->param_prototypes = ssl_params_add(&m->params, "prototypes.weight", SSL_PK_WEIGHT,
+                                             SSL_GROUP_MAIN,
+                                             (struct ssl_shape){2, {cfg->prototypes, m->projection_dim}});
     if (ssl_net_alloc(net, n_views) != 0) {
         ssl_model_free(m);
         return ssl_error_set(err, SSL_E_OTHER, "out of memory allocating the model for batch %lld",

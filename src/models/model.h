@@ -43,6 +43,8 @@ struct ssl_model_cfg {
     bool has_predictor;
     struct ssl_head_cfg predictor;
     double bn_eps, bn_momentum;
+    int64_t prototypes; /* > 0: a "prototypes.weight" (K, projector out) entry, SwAV's
+                         * nn.Linear(d, K, bias=False); the loss, not the net, uses it */
 };
 
 struct ssl_model {
@@ -50,6 +52,7 @@ struct ssl_model {
     struct ssl_params params;
     struct ssl_net net;
     int node_input, node_features, node_projection, node_prediction; /* -1: no predictor */
+    int param_prototypes; /* entry of prototypes.weight, -1: none */
     int64_t feature_dim, projection_dim, prediction_dim;
     uint64_t seed; /* keys the in-model randomness (whitening shuffles) with the step */
     int64_t step;
