@@ -148,6 +148,8 @@ const struct ssl_key_spec ssl_config_keys[] = {
     KEY_INT("loss.swav.prototypes", "100", 1, 0x1p20, "SwAV prototypes (official 3000 on ImageNet)"),
     KEY_ENUM("loss.zero_cl.mode", "fcl", "fcl|icl", "Zero-CL: feature-wise (fcl) or instance-wise (icl)"),
     KEY_ENUM("loss.rdm.base", "simsiam", "simsiam|byol", "RDM on a SimSiam (own targets) or BYOL (EMA) base"),
+    KEY_ENUM("loss.whitening.kind", "default", "default|cholesky|zca|pca|bn|none",
+             "wmse: the whitening of the loss (Weng et al. 2022 Fig. 2); default = W-MSE's Cholesky"),
     KEY_INT("loss.whitening.w_size", "-1", -1, 0x1p30, "whitening sub-batch rows; 0 = whole batch, -1 = method default"),
     KEY_INT("loss.whitening.w_iter", "0", 0, 1000, "whitening repetitions; 0 = method default"),
     KEY_INT("loss.whitening.groups", "0", 0, 0x1p20, "whitening feature groups; 0 = method default"),

@@ -46,6 +46,41 @@ static int64_t work_elems(const struct ssl_engine *e, int64_t n, int64_t d)
     return w;
 }
 
+/* The views' sizes (aug.size per view, 0 = the model's) and, for small crops, the second net. */
+static enum ssl_status build_small(struct ssl_engine *e, const struct ssl_model_cfg *mc,
+                                   const struct ssl_config *cfg, struct ssl_error *err)
+{
+    int64_t small = 0;
+    e->n_large = e->n_views;
+    for (int v = 0; v < e->n_views; v++) {
+        int64_t size = (int64_t)ssl_config_float_at(cfg, "aug.size", v);
+        if (size == 0) size = mc->image_size;
+        e->view_elems[v] = mc->in_channels * size * size;
+        if (size == mc->image_size && small == 0) continue;
+        if (e->n_large == e->n_views) e->n_large = v;
+        if (small != 0 && size != small)
+            return ssl_error_set(err, SSL_E_USAGE, "aug.size: the views after the large ones must "
+                                 "share one smaller size (%lld and %lld)", (long long)small, (long long)size);
+        small = size;
+    }
+    if (small == 0) return SSL_OK;
+    if (e->method.kind != SSL_METHOD_SWAV || e->n_large < 1)
+        return ssl_error_set(err, SSL_E_USAGE, "aug.size: views of another size than "
+                             "model.image_size (multi-crop) are for method swav, after the large ones");
+    struct ssl_model_cfg sc = *mc;
+    sc.image_size = small;
+    enum ssl_status rc = ssl_model_build(&e->small, &sc, e->micro, e->n_views - e->n_large, err);
+    if (rc) return rc;
+    e->has_small = true;
+    struct ssl_params *p = &e->small.params, *q = &e->model.params;
+    SSL_CHECK(p->n_params == q->n_params && p->n_buffers == q->n_buffers &&
+              p->n_counters == q->n_counters);
+    e->small_own = p->counters; /* the block ssl_params_free releases */
+    p->counters = q->counters, p->params = q->params, p->grads = q->grads, p->buffers = q->buffers;
+    if (ssl_config_bool(cfg, "model.sync_bn")) ssl_mpi_bn_sync_init(&e->small.net.bn_sync, e->comm);
+    return SSL_OK;
+}
+
 static enum ssl_status build_models(struct ssl_engine *e, const struct ssl_config *cfg,
                                     struct ssl_error *err)
 {
@@ -61,6 +96,8 @@ static enum ssl_status build_models(struct ssl_engine *e, const struct ssl_confi
                                       e->method.prototypes, e->model.projection_dim);
     bool sync = ssl_config_bool(cfg, "model.sync_bn");
     if (sync) ssl_mpi_bn_sync_init(&e->model.net.bn_sync, e->comm);
+    rc = build_small(e, &mc, cfg, err);
+    if (rc) return rc;
     if (!e->method.needs_target) return SSL_OK;
     /* the target is backbone + projector, built in the same order: its parameters and buffers
      * are the prefix of the online model's (the predictor and prototypes come last) */
@@ -174,11 +211,26 @@ void ssl_engine_free(struct ssl_engine *e)
     free(e->queue);
     ssl_optim_free(&e->optim);
     if (e->has_target) ssl_model_free(&e->target);
+    if (e->has_small) {
+        e->small.params.counters = e->small_own;
+        ssl_model_free(&e->small);
+    }
     ssl_model_free(&e->model);
     memset(e, 0, sizeof *e);
 }
 
 /* ---- the step ----------------------------------------------------------------------------- */
+
+/* The net a view runs through, and its view slot there. */
+static struct ssl_model *view_model(struct ssl_engine *e, int v)
+{
+    return v < e->n_large ? &e->model : &e->small;
+}
+
+static int view_index(const struct ssl_engine *e, int v)
+{
+    return v < e->n_large ? v : v - e->n_large;
+}
 
 /* Views' outputs of the current micro-batch. */
 struct outs {
@@ -192,8 +244,10 @@ static struct outs views_of(struct ssl_engine *e)
     memset(&o, 0, sizeof o);
     int64_t n = e->micro, d = e->model.projection_dim, pd = e->model.prediction_dim;
     for (int v = 0; v < e->n_views; v++) {
-        o.z[v] = ssl_model_projection(&e->model, v);
-        o.p[v] = ssl_model_prediction(&e->model, v);
+        const struct ssl_model *m = view_model(e, v);
+        int mv = view_index(e, v);
+        o.z[v] = ssl_model_projection(m, mv);
+        o.p[v] = ssl_model_prediction(m, mv);
         o.t[v] = e->has_target ? ssl_model_projection(&e->target, v) : o.z[v];
         o.dz[v] = e->dz + v * n * d;
         o.dp[v] = e->dp + v * n * pd;
@@ -333,8 +387,8 @@ static int micro_step(struct ssl_engine *e, ssl_real *const *x, int a, struct ss
     int V = e->n_views, rc = 0;
     e->ctx.step = e->optim.n_steps * e->accumulate + a;
     for (int v = 0; v < V && !rc; v++) {
-        const ssl_real *xv = x[v] + (int64_t)a * n * e->image_elems;
-        rc = ssl_model_forward(&e->model, v, xv, true);
+        const ssl_real *xv = x[v] + (int64_t)a * n * e->view_elems[v];
+        rc = ssl_model_forward(view_model(e, v), view_index(e, v), xv, true);
         if (!rc && e->has_target) rc = ssl_model_forward(&e->target, v, xv, true);
     }
     if (rc) return rc;
@@ -352,13 +406,14 @@ static int micro_step(struct ssl_engine *e, ssl_real *const *x, int a, struct ss
     }
     bool train_z = projections_trained(e, r);
     for (int v = 0; v < V && !rc; v++) {
+        struct ssl_model *m = view_model(e, v);
         bool last = a == e->accumulate - 1 && v == V - 1;
-        e->model.net.grads_ready = last ? start_ready_buckets : NULL;
-        e->model.net.grads_ready_ctx = &e->reduce;
-        rc = ssl_model_backward(&e->model, v, train_z ? o.dz[v] : NULL,
+        m->net.grads_ready = last ? start_ready_buckets : NULL;
+        m->net.grads_ready_ctx = &e->reduce;
+        rc = ssl_model_backward(m, view_index(e, v), train_z ? o.dz[v] : NULL,
                                 e->method.needs_predictor ? o.dp[v] : NULL);
+        m->net.grads_ready = NULL;
     }
-    e->model.net.grads_ready = NULL;
     return rc;
 }
 
@@ -408,6 +463,7 @@ enum ssl_status ssl_engine_step(struct ssl_engine *e, ssl_real *const *x, int64_
                            &r->alignment_weight);
     ssl_model_zero_grads(&e->model);
     ssl_model_set_step(&e->model, e->seed, e->optim.n_steps);
+    if (e->has_small) ssl_model_set_step(&e->small, e->seed, e->optim.n_steps);
     if (e->has_target) ssl_model_set_step(&e->target, e->seed, e->optim.n_steps);
     int rc = 0;
     for (int a = 0; a < e->accumulate && !rc; a++) rc = micro_step(e, x, a, r, err);

@@ -11,7 +11,9 @@
  *   optimizer step, the EMA update of the target, MoCo's enqueue, SwAV's prototype
  *   normalisation.
  * Every rank ends the step with identical parameters: a run is a function of (config, seed,
- * rank count). Inputs are this rank's rows of each view. */
+ * rank count). Inputs are this rank's rows of each view; views of another size than
+ * model.image_size (aug.size per view: SwAV's small crops, after the large ones) go through a
+ * second net sharing the parameters. */
 #ifndef SSL_ENGINE_H
 #define SSL_ENGINE_H
 
@@ -43,12 +45,20 @@ struct ssl_engine {
     const struct ssl_comm *comm;
     struct ssl_model model, target;
     bool has_target;
+    /* SwAV's multi-crop: views n_large.. are smaller crops, run through `small`, a second net
+     * for the small input size whose parameters, gradients and buffers ARE the model's (the
+     * shapes do not depend on the input size); small_own keeps its own block to free */
+    struct ssl_model small;
+    bool has_small;
+    int n_large;
+    int64_t *small_own;
+    int64_t view_elems[SSL_ENGINE_MAX_VIEWS]; /* c * size * size of each view */
     struct ssl_optim optim;
     struct ssl_schedule schedule;
     int64_t total_steps, epochs, steps_per_epoch;
     int64_t micro; /* rows per view per micro-batch on this rank */
     int accumulate, n_views;
-    int64_t image_elems; /* c * h * w of a view */
+    int64_t image_elems; /* c * h * w of a large view */
     uint64_t seed;
     bool skip_nonfinite;
     double *queue;       /* MoCo (queue_len, d), NULL otherwise */

@@ -27,7 +27,7 @@ static const char *USAGE =
     "Distributed self-supervised representation learning (run under mpirun/srun, or alone).\n"
     "\n"
     "commands:\n"
-    "  train   JOB.yaml [key=value ...] [--dry-run]   train (resumes its run directory)\n"
+    "  train   JOB.yaml [key=value ...] [--dry-run|--check]   train (resumes its run directory)\n"
     "  eval    CKPT.h5 [key=value ...] [--json]   kNN and linear-probe accuracy, collapse metrics\n"
     "  dump    CKPT.h5 --out EMB.h5 [--split train|test] [key=value ...]   embeddings to HDF5\n"
     "  bench   [JOB.yaml] [key=value ...] [--data]  training-step (and augmentation) throughput\n"
@@ -49,7 +49,7 @@ static const char *USAGE =
     "data, 4 non-finite loss, 85 checkpointed on a signal (requeue).\n";
 
 static const char *TRAIN_HELP =
-    "usage: ssltrain train [JOB.yaml] [key=value ...] [--dry-run]\n"
+    "usage: ssltrain train [JOB.yaml] [key=value ...] [--dry-run | --check]\n"
     "\n"
     "Trains method.name on data.dataset under mpirun/srun (or alone). The run directory\n"
     "run.dir/run.name (default: the job file's name) holds config.yaml, metrics.jsonl and\n"
@@ -57,7 +57,9 @@ static const char *TRAIN_HELP =
     "from the newest valid checkpoint (run.resume=never starts afresh elsewhere). SIGUSR1,\n"
     "SIGTERM and SIGINT checkpoint after the current step and exit 85 with a REQUEUE marker.\n"
     "--dry-run  checks the config, data and model, prints the plan (steps, per-rank batch,\n"
-    "           memory per rank) and exits. docs/TRAINING.md has the details.\n";
+    "           memory per rank) and exits. docs/TRAINING.md has the details.\n"
+    "--check    checks the config without the data: keys, method against model and views,\n"
+    "           the model for the per-rank batch (for job catalogues; no dataset needed).\n";
 
 static const char *EVAL_HELP =
     "usage: ssltrain eval CKPT.h5 [key=value ...] [--json]\n"
@@ -136,7 +138,7 @@ static const char *PARAMS_HELP =
 
 /* The command's own options, taken out of the arguments; the rest is the config. */
 struct cli_options {
-    bool help, data, json, dry_run;
+    bool help, data, json, dry_run, check;
     const char *out, *dataset, *plot, *split;
     int64_t count;
 };
@@ -151,6 +153,7 @@ static enum ssl_status take_options(struct cli_options *o, int *argc, char **arg
         else if (strcmp(a, "--data") == 0) o->data = true;
         else if (strcmp(a, "--json") == 0) o->json = true;
         else if (strcmp(a, "--dry-run") == 0) o->dry_run = true;
+        else if (strcmp(a, "--check") == 0) o->check = true;
         else if ((strcmp(a, "--out") == 0 || strcmp(a, "--count") == 0 || strcmp(a, "--dataset") == 0 ||
                   strcmp(a, "--plot") == 0 || strcmp(a, "--split") == 0) && i + 1 >= *argc)
             return ssl_error_set(err, SSL_E_USAGE, "%s needs a value", a);
@@ -374,7 +377,9 @@ static int run(const struct ssl_comm *comm, int argc, char **argv)
     struct ssl_config *cfg = NULL;
     if (!rc) rc = load_config(comm, n_args, argv + 2, &cfg, &err);
     const char *job = n_args > 0 && strchr(argv[2], '=') == NULL ? argv[2] : NULL;
-    if (!rc && strcmp(cmd, "train") == 0) rc = ssl_train_run(cfg, job, o.dry_run, comm, &lg, &err);
+    if (!rc && strcmp(cmd, "train") == 0)
+        rc = o.check ? ssl_train_check(cfg, comm, &lg, &err)
+                     : ssl_train_run(cfg, job, o.dry_run, comm, &lg, &err);
     else if (!rc) rc = dispatch(cmd, cfg, comm, &o, &lg, &err);
     if (rc && err.msg[0]) ssl_log(&lg, SSL_LOG_ERROR, "%s", err.msg);
     ssl_config_free(cfg);

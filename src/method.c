@@ -58,6 +58,13 @@ static void read_loss_options(struct ssl_method *m, const struct ssl_config *cfg
                    : m->kind == SSL_METHOD_SDBN ? ssl_sdbn_defaults()
                                                 : ssl_wmse_defaults();
     if (m->kind == SSL_METHOD_SDBN) m->whitening.kind = SSL_WHITEN_NONE; /* the model whitens */
+    const char *kind = ssl_config_str(cfg, "loss.whitening.kind");
+    if (m->kind == SSL_METHOD_WMSE && strcmp(kind, "default") != 0) {
+        /* the whitening-loss comparison: the same loss with another transform */
+        for (int k = SSL_WHITEN_NONE; k <= SSL_WHITEN_PCA; k++)
+            if (strcmp(kind, ssl_whiten_kind_name((enum ssl_whiten_kind)k)) == 0)
+                m->whitening = ssl_whitening_compare_defaults((enum ssl_whiten_kind)k);
+    }
     whitening_overrides(&m->whitening, cfg);
     m->rdm = ssl_rdm_defaults();
     m->rdm.base = strcmp(ssl_config_str(cfg, "loss.rdm.base"), "byol") == 0 ? SSL_RDM_BASE_BYOL
@@ -104,10 +111,6 @@ static enum ssl_status check_fit(const struct ssl_method *m, const struct ssl_co
                              "loss.moco.queue=%lld is not a multiple of 2 x data.batch=%lld (both "
                              "views' keys are queued each step)",
                              (long long)m->queue_len, (long long)batch);
-    if (m->kind == SSL_METHOD_SWAV && ssl_config_list_length(cfg, "aug.size") > 1)
-        return ssl_error_set(err, SSL_E_USAGE,
-                             "aug.size: per-view sizes (SwAV's small crops) are not supported by "
-                             "the trainer yet; give one size for all views");
     return SSL_OK;
 }
 

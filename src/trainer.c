@@ -14,6 +14,7 @@
 #include "data_config.h"
 #include "engine.h"
 #include "gemm.h"
+#include "model_config.h"
 #include "run_dir.h"
 #include "sampler.h"
 #include "signals.h"
@@ -62,11 +63,6 @@ static enum ssl_status open_data(struct run *r, struct ssl_error *err)
     enum ssl_dataset_kind kind = a.kind;
     rc = ssl_aug_recipes_from_config(r->rec, &r->n_views, r->cfg, r->info, kind, err);
     if (rc) return rc;
-    for (int v = 1; v < r->n_views; v++)
-        if (r->rec[v].out_size != r->rec[0].out_size)
-            return ssl_error_set(err, SSL_E_USAGE,
-                                 "aug.size: views of different sizes are not supported by the "
-                                 "trainer yet");
     if (r->rec[0].out_size != ssl_config_int(r->cfg, "model.image_size"))
         return ssl_error_set(err, SSL_E_USAGE, "model.image_size=%lld but the views are %lld pixels (aug.size)",
                              (long long)ssl_config_int(r->cfg, "model.image_size"), (long long)r->rec[0].out_size);
@@ -109,7 +105,7 @@ static enum ssl_status alloc_buffers(struct run *r, struct ssl_error *err)
     int64_t img = in->channels * in->height * in->width;
     r->images = malloc((size_t)(r->local * img));
     for (int v = 0; v < r->n_views; v++)
-        r->x[v] = malloc((size_t)(r->local * r->engine.image_elems) * sizeof(ssl_real));
+        r->x[v] = malloc((size_t)(r->local * r->engine.view_elems[v]) * sizeof(ssl_real));
     int64_t scr = 0;
     for (int v = 0; v < r->n_views; v++) {
         int64_t s = ssl_augment_scratch_elems(in->channels, in->height, in->width, &r->rec[v]);
@@ -149,7 +145,8 @@ static double memory_mib(const struct run *r)
          (double)(e->model.prediction_dim > e->model.projection_dim ? e->model.prediction_dim : e->model.projection_dim) * sizeof(ssl_real);
     b += (double)(e->queue ? e->method.queue_len * e->model.projection_dim * 8 : 0);
     b += (double)r->local * (double)(r->info->channels * r->info->height * r->info->width) +
-         (double)(r->n_views * r->local * e->image_elems) * sizeof(ssl_real);
+         (double)(r->n_views * r->local * e->image_elems) * sizeof(ssl_real) +
+         (double)(e->has_small ? (e->n_views - e->n_large) * ssl_net_view_bytes(&e->small.net) : 0);
     return b / 1048576.0;
 }
 
@@ -171,6 +168,26 @@ static void log_plan(const struct run *r)
             planned < total ? " (train.max_steps stops earlier)" : "", e->schedule.base_lr,
             ssl_config_float(r->cfg, "optim.lr"), ssl_config_str(r->cfg, "optim.lr_scaling"),
             (long long)e->model.params.n_params, memory_mib(r));
+}
+
+/* The keys set away from their defaults, on one line: what makes this run this run (the whole
+ * resolved config is in config.yaml). */
+static void log_config(const struct run *r)
+{
+    struct ssl_config *dflt = NULL;
+    struct ssl_error e = {0};
+    if (r->comm->rank != 0 || ssl_config_create(&dflt, &e) != SSL_OK) return;
+    char line[4096] = "", a[256], b[256];
+    size_t used = 0;
+    for (int i = 0; i < ssl_config_n_keys && used < sizeof line; i++) {
+        const struct ssl_key_spec *k = &ssl_config_keys[i];
+        ssl_config_value_text(r->cfg, k, a, sizeof a);
+        ssl_config_value_text(dflt, k, b, sizeof b);
+        if (strcmp(a, b) != 0)
+            used += (size_t)snprintf(line + used, sizeof line - used, " %s=%s", k->key, a);
+    }
+    ssl_config_free(dflt);
+    ssl_log(r->lg, SSL_LOG_INFO, "config (non-default keys):%s", line[0] ? line : " none");
 }
 
 /* ---- resume ------------------------------------------------------------------------------- */
@@ -388,6 +405,7 @@ enum ssl_status ssl_train_run(const struct ssl_config *cfg, const char *job_path
     memset(&r, 0, sizeof r);
     r.cfg = cfg, r.comm = comm, r.lg = lg;
     enum ssl_status rc = setup(&r, err);
+    if (!rc) log_config(&r);
     if (!rc) log_plan(&r);
     if (!rc && !dry_run) rc = alloc_buffers(&r, err);
     if (!rc && !dry_run) {
@@ -404,5 +422,31 @@ enum ssl_status ssl_train_run(const struct ssl_config *cfg, const char *job_path
         ssl_log(lg, SSL_LOG_INFO, "finished: %lld steps; run directory %s", (long long)r.cur.step,
                 r.rd.path);
     teardown(&r);
+    return rc;
+}
+
+enum ssl_status ssl_train_check(const struct ssl_config *cfg, const struct ssl_comm *comm,
+                                const struct ssl_logger *lg, struct ssl_error *err)
+{
+    struct ssl_method m;
+    int64_t global = ssl_config_int(cfg, "data.batch"), acc = ssl_config_int(cfg, "optim.accumulate");
+    enum ssl_status rc = ssl_method_from_config(&m, cfg, err);
+    if (!rc && global % ((int64_t)comm->size * acc) != 0)
+        rc = ssl_error_set(err, SSL_E_USAGE, "data.batch=%lld does not split over %d ranks x "
+                           "optim.accumulate=%lld micro-batches", (long long)global, comm->size,
+                           (long long)acc);
+    struct ssl_model_cfg mc;
+    struct ssl_model model;
+    if (!rc) rc = ssl_model_cfg_from_config(&mc, cfg, err);
+    if (!rc) {
+        mc.prototypes = m.kind == SSL_METHOD_SWAV ? m.prototypes : 0;
+        rc = ssl_model_build(&model, &mc, global / comm->size / acc, m.n_views, err);
+        if (!rc) {
+            ssl_log(lg, SSL_LOG_INFO, "check: method %s, %s, %lld parameters, %d views, global batch %lld: ok",
+                    ssl_method_name(m.kind), ssl_config_str(cfg, "model.backbone"),
+                    (long long)model.params.n_params, m.n_views, (long long)global);
+            ssl_model_free(&model);
+        }
+    }
     return rc;
 }

@@ -22,4 +22,10 @@ enum ssl_status ssl_train_run(const struct ssl_config *cfg, const char *job_path
                               const struct ssl_comm *comm, const struct ssl_logger *lg,
                               struct ssl_error *err);
 
+/* Collective. Checks a job without its data: every key known and in range (done by the
+ * config loader), the method against the model and views, the model buildable for the per-rank
+ * batch, the batch divisible by the ranks and micro-batches. For validating job catalogues. */
+enum ssl_status ssl_train_check(const struct ssl_config *cfg, const struct ssl_comm *comm,
+                                const struct ssl_logger *lg, struct ssl_error *err);
+
 #endif

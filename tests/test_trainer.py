@@ -30,7 +30,9 @@ METHODS = {
     "moco": ["loss.moco.queue=128", "ema.base=0.9", "optim.lr=0.6"],
     "byol": ["model.predictor.hidden=128", "optim.lr=0.2"],
     "simsiam": ["model.predictor.hidden=32", "model.projector.last_bn=affine"],
-    "swav": ["loss.swav.prototypes=30", "loss.swav.epsilon=0.05"],
+    # multi-crop: 2 large crops and 2 small ones through the second net
+    "swav": ["loss.swav.prototypes=30", "aug.views=4", "aug.size=28,28,16,16",
+             "aug.crop.scale_min=0.14,0.14,0.05,0.05", "aug.crop.scale_max=1,1,0.14,0.14"],
     "barlow": ["model.projector.last_bias=false", "loss.barlow.lambda=0.02"],
     "vicreg": [],
     "zero_cl": [],
