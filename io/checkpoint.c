@@ -4,8 +4,9 @@
  *
  * Invariants: a file with a final name (`step-XXXXXXXX.h5`) was closed, fsynced and renamed by
  * rank 0 after every rank's collective write succeeded; `latest.h5` is only ever replaced by
- * rename(2). Every collective entry point ends each fallible phase with agree(), so ranks only
- * enter the next HDF5 or MPI collective together and all return the same status and message.
+ * rename(2). Every collective entry point ends each fallible phase with ssl_h5_agree_plain(),
+ * so ranks only enter the next HDF5 or MPI collective together and all return the same status
+ * and message.
  * Directory operations (scan, cleanup, rename, prune) and validation run on rank 0 only. */
 #include "checkpoint.h"
 
@@ -21,6 +22,8 @@
 #include <hdf5.h>
 #include <zlib.h>
 
+#include "h5_util.h"
+
 #define FORMAT_NAME "ssltrain-checkpoint"
 #define CHECKSUM_TEXT                                                                       \
     "crc32: zlib CRC-32 of each dataset's raw little-endian bytes (C order), stored in the " \
@@ -32,51 +35,7 @@ static const char *const g_reserved[] = {"format", "format_version", "step", "n_
                                          "checksum"};
 
 /* ---------------------------------------------------------------------------------------- */
-/* HDF5 error printing, agreement between ranks                                             */
-
-/* HDF5 prints its error stack by default; we report one line ourselves instead. The setting is
- * process-wide, so it is saved and restored around every public entry point. */
-struct h5_quiet {
-    H5E_auto2_t func;
-    void *data;
-};
-
-static void h5_quiet_begin(struct h5_quiet *q)
-{
-    H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-static void h5_quiet_end(const struct h5_quiet *q)
-{
-    H5Eset_auto2(H5E_DEFAULT, q->func, q->data);
-}
-
-struct h5_walk {
-    char desc[256];
-    bool found;
-};
-
-/* Keeps the innermost (most specific) description, the one that says what went wrong. */
-static herr_t h5_walk_cb(unsigned n, const H5E_error2_t *e, void *data)
-{
-    (void)n;
-    struct h5_walk *w = data;
-    if (!w->found && e->desc != NULL) {
-        snprintf(w->desc, sizeof w->desc, "%s", e->desc);
-        w->found = true;
-    }
-    return 0;
-}
-
-/* Records "<path>: <what>: <HDF5's own reason>" as one line. */
-static enum ssl_status h5_fail(struct ssl_error *err, enum ssl_status code, const char *path,
-                               const char *what)
-{
-    struct h5_walk w = {.found = false};
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_walk_cb, &w);
-    return ssl_error_set(err, code, "%s: %s: %s", path, what, w.found ? w.desc : "HDF5 error");
-}
+/* Communicators                                                                            */
 
 static MPI_Comm comm_of(const struct ssl_comm *comm)
 {
@@ -88,28 +47,6 @@ static int rank_of(MPI_Comm comm)
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
     return rank;
-}
-
-/* Collective over comm: every rank learns the status of the lowest failing rank and its
- * message, so all return the same code and the same line. */
-static enum ssl_status agree(MPI_Comm comm, enum ssl_status st, struct ssl_error *err)
-{
-    int rank = 0, size = 1;
-    MPI_Comm_rank(comm, &rank);
-    MPI_Comm_size(comm, &size);
-    int mine = st != SSL_OK ? rank : size, first = size;
-    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
-    if (first == size) return SSL_OK;
-    int code = (int)st;
-    char msg[sizeof err->msg];
-    if (rank == first) snprintf(msg, sizeof msg, "%s", err->msg);
-    MPI_Bcast(&code, 1, MPI_INT, first, comm);
-    MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, first, comm);
-    if (rank != first) {
-        err->code = SSL_OK; /* the agreed message replaces a rank's own, so all print the same */
-        ssl_error_set(err, (enum ssl_status)code, "%s", msg);
-    }
-    return (enum ssl_status)code;
 }
 
 /* Collective: whether `h` (a hash of the caller's arguments) is the same on every rank. A
@@ -485,18 +422,6 @@ static enum ssl_status mkdir_p(const char *dir, struct ssl_error *err)
     return SSL_OK;
 }
 
-static enum ssl_status fsync_path(const char *path, int flags, struct ssl_error *err)
-{
-    int fd = open(path, flags);
-    if (fd < 0 || fsync(fd) != 0) {
-        int e = errno;
-        if (fd >= 0) close(fd);
-        return ssl_error_set(err, SSL_E_OTHER, "%s: fsync: %s", path, strerror(e));
-    }
-    close(fd);
-    return SSL_OK;
-}
-
 struct step_list {
     int64_t *steps;
     int64_t n, cap;
@@ -605,51 +530,17 @@ static enum ssl_status prune(const char *dir, int keep, struct ssl_error *err)
 static enum ssl_status publish(const char *dir, const char *tmp, const char *final, int64_t step,
                                int keep, struct ssl_error *err)
 {
-    enum ssl_status st = fsync_path(tmp, O_RDONLY, err);
+    enum ssl_status st = ssl_h5_fsync_path(tmp, O_RDONLY, err);
     if (st == SSL_OK && rename(tmp, final) != 0)
         st = ssl_error_set(err, SSL_E_OTHER, "%s: rename to %s: %s", tmp, final, strerror(errno));
     if (st == SSL_OK) st = point_latest(dir, step, err);
-    if (st == SSL_OK) st = fsync_path(dir, O_RDONLY | O_DIRECTORY, err);
+    if (st == SSL_OK) st = ssl_h5_fsync_path(dir, O_RDONLY | O_DIRECTORY, err);
     if (st == SSL_OK) st = prune(dir, keep, err);
     return st;
 }
 
 /* ---------------------------------------------------------------------------------------- */
 /* Writing                                                                                  */
-
-static enum ssl_status write_string_attr(hid_t loc, const char *name, const char *value,
-                                         const char *path, struct ssl_error *err)
-{
-    /* variable-length UTF-8: h5py reads it as str, h5dump prints it */
-    hid_t type = H5Tcopy(H5T_C_S1), space = H5Screate(H5S_SCALAR), attr = H5I_INVALID_HID;
-    bool ok = type >= 0 && space >= 0 && H5Tset_size(type, H5T_VARIABLE) >= 0 &&
-              H5Tset_cset(type, H5T_CSET_UTF8) >= 0;
-    if (ok) ok = (attr = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT)) >= 0;
-    if (ok) ok = H5Awrite(attr, type, &value) >= 0;
-    if (attr >= 0) ok = H5Aclose(attr) >= 0 && ok;
-    if (space >= 0) H5Sclose(space);
-    if (type >= 0) H5Tclose(type);
-    return ok ? SSL_OK : h5_fail(err, SSL_E_OTHER, path, name);
-}
-
-/* A scalar integer attribute: `value` (a native int64 or uint32) stored as file_type. */
-static enum ssl_status write_int_attr(hid_t loc, const char *name, hid_t file_t, hid_t mem_t,
-                                      const void *value, const char *path, struct ssl_error *err)
-{
-    hid_t space = H5Screate(H5S_SCALAR), attr = H5I_INVALID_HID;
-    bool ok = space >= 0;
-    if (ok) ok = (attr = H5Acreate2(loc, name, file_t, space, H5P_DEFAULT, H5P_DEFAULT)) >= 0;
-    if (ok) ok = H5Awrite(attr, mem_t, value) >= 0;
-    if (attr >= 0) ok = H5Aclose(attr) >= 0 && ok;
-    if (space >= 0) H5Sclose(space);
-    return ok ? SSL_OK : h5_fail(err, SSL_E_OTHER, path, name);
-}
-
-static enum ssl_status write_i64_attr(hid_t loc, const char *name, int64_t v, const char *path,
-                                      struct ssl_error *err)
-{
-    return write_int_attr(loc, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v, path, err);
-}
 
 /* Property lists shared by every dataset of one write. */
 struct wctx {
@@ -692,41 +583,25 @@ static enum ssl_status write_entry(const struct wctx *w, const struct ssl_ckpt_e
     enum ssl_status st = SSL_OK;
     if (space >= 0)
         dset = H5Dcreate2(w->file, e->name, file_type(e->type), space, w->lcpl, w->dcpl, H5P_DEFAULT);
-    if (dset < 0) st = h5_fail(err, SSL_E_OTHER, w->path, e->name);
+    if (dset < 0) st = ssl_h5_fail(err, SSL_E_OTHER, w->path, e->name);
     if (st == SSL_OK && n_elems(e->rank, e->dims) > 0 && write_data(w, dset, space, e) < 0)
-        st = h5_fail(err, SSL_E_OTHER, w->path, e->name);
+        st = ssl_h5_fail(err, SSL_E_OTHER, w->path, e->name);
     if (st == SSL_OK)
-        st = write_int_attr(dset, "crc32", H5T_STD_U32LE, H5T_NATIVE_UINT32, &crc, w->path, err);
-    if (dset >= 0 && H5Dclose(dset) < 0) st = h5_fail(err, SSL_E_OTHER, w->path, e->name);
+        st = ssl_h5_write_int_attr(dset, "crc32", H5T_STD_U32LE, H5T_NATIVE_UINT32, &crc, w->path, err);
+    if (dset >= 0 && H5Dclose(dset) < 0) st = ssl_h5_fail(err, SSL_E_OTHER, w->path, e->name);
     if (space >= 0) H5Sclose(space);
     return st;
-}
-
-/* True when every component of a relative name like "optim/adamw" exists: H5Lexists fails
- * (rather than returning 0) when an intermediate group is missing. */
-static bool link_exists(hid_t file, const char *name)
-{
-    char buf[NAME_MAX_LEN + 1];
-    snprintf(buf, sizeof buf, "%s", name);
-    for (char *p = buf;; ++p) {
-        if (*p != '/' && *p != '\0') continue;
-        char saved = *p;
-        *p = '\0';
-        if (H5Lexists(file, buf, H5P_DEFAULT) <= 0) return false;
-        if (saved == '\0') return true;
-        *p = saved;
-    }
 }
 
 static enum ssl_status write_group_description(const struct wctx *w, const struct ssl_ckpt_group *g,
                                                struct ssl_error *err)
 {
-    hid_t grp = link_exists(w->file, g->name)
+    hid_t grp = ssl_h5_link_exists(w->file, g->name)
                     ? H5Gopen2(w->file, g->name, H5P_DEFAULT)
                     : H5Gcreate2(w->file, g->name, w->lcpl, H5P_DEFAULT, H5P_DEFAULT);
-    if (grp < 0) return h5_fail(err, SSL_E_OTHER, w->path, g->name);
-    enum ssl_status st = write_string_attr(grp, "description", g->description, w->path, err);
-    if (H5Gclose(grp) < 0) st = h5_fail(err, SSL_E_OTHER, w->path, g->name);
+    if (grp < 0) return ssl_h5_fail(err, SSL_E_OTHER, w->path, g->name);
+    enum ssl_status st = ssl_h5_write_string_attr(grp, "description", g->description, w->path, err);
+    if (H5Gclose(grp) < 0) st = ssl_h5_fail(err, SSL_E_OTHER, w->path, g->name);
     return st;
 }
 
@@ -734,18 +609,18 @@ static enum ssl_status write_root_attrs(const struct wctx *w, int64_t step,
                                         const struct ssl_ckpt_content *c, struct ssl_error *err)
 {
     int32_t version = SSL_CKPT_FORMAT_VERSION;
-    enum ssl_status st = write_string_attr(w->file, "format", FORMAT_NAME, w->path, err);
+    enum ssl_status st = ssl_h5_write_string_attr(w->file, "format", FORMAT_NAME, w->path, err);
     if (st == SSL_OK)
-        st = write_int_attr(w->file, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT32, &version,
-                            w->path, err);
-    if (st == SSL_OK) st = write_i64_attr(w->file, "step", step, w->path, err);
-    if (st == SSL_OK) st = write_i64_attr(w->file, "n_datasets", c->n_entries, w->path, err);
-    if (st == SSL_OK) st = write_string_attr(w->file, "checksum", CHECKSUM_TEXT, w->path, err);
+        st = ssl_h5_write_int_attr(w->file, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT32, &version,
+                                   w->path, err);
+    if (st == SSL_OK) st = ssl_h5_write_i64_attr(w->file, "step", step, w->path, err);
+    if (st == SSL_OK) st = ssl_h5_write_i64_attr(w->file, "n_datasets", c->n_entries, w->path, err);
+    if (st == SSL_OK) st = ssl_h5_write_string_attr(w->file, "checksum", CHECKSUM_TEXT, w->path, err);
     for (int64_t i = 0; i < c->n_attrs && st == SSL_OK; ++i) {
         const struct ssl_ckpt_attr *a = &c->attrs[i];
         st = a->kind == SSL_CKPT_ATTR_STRING
-                 ? write_string_attr(w->file, a->name, a->str, w->path, err)
-                 : write_i64_attr(w->file, a->name, a->i64, w->path, err);
+                 ? ssl_h5_write_string_attr(w->file, a->name, a->str, w->path, err)
+                 : ssl_h5_write_i64_attr(w->file, a->name, a->i64, w->path, err);
     }
     return st;
 }
@@ -774,12 +649,12 @@ static enum ssl_status write_body(const struct wctx *w, int64_t step, const stru
     uint32_t *crcs = entry_crcs(w, c);
     enum ssl_status st = SSL_OK;
     for (int64_t i = 0; i < c->n_entries && st == SSL_OK; ++i)
-        st = agree(w->comm, write_entry(w, &c->entries[i], crcs[i], err), err);
+        st = ssl_h5_agree_plain(w->comm, write_entry(w, &c->entries[i], crcs[i], err), err);
     free(crcs);
     for (int64_t i = 0; i < c->n_groups && st == SSL_OK; ++i)
         st = write_group_description(w, &c->groups[i], err);
     if (st == SSL_OK) st = write_root_attrs(w, step, c, err);
-    return agree(w->comm, st, err);
+    return ssl_h5_agree_plain(w->comm, st, err);
 }
 
 static enum ssl_status make_plists(struct wctx *w, struct ssl_error *err)
@@ -792,7 +667,7 @@ static enum ssl_status make_plists(struct wctx *w, struct ssl_error *err)
         H5Pset_create_intermediate_group(w->lcpl, 1) < 0 ||
         H5Pset_fill_time(w->dcpl, H5D_FILL_TIME_NEVER) < 0 ||
         H5Pset_dxpl_mpio(w->dxpl, H5FD_MPIO_COLLECTIVE) < 0)
-        return h5_fail(err, SSL_E_OTHER, w->path, "property lists");
+        return ssl_h5_fail(err, SSL_E_OTHER, w->path, "property lists");
     return SSL_OK;
 }
 
@@ -803,42 +678,28 @@ static void close_plists(struct wctx *w)
     if (w->dxpl >= 0) H5Pclose(w->dxpl);
 }
 
-/* A file-access list for the MPI-IO driver with collective metadata: rank 0 reads metadata
- * and broadcasts it instead of every rank hitting the file system. */
-static hid_t mpio_fapl(MPI_Comm comm)
-{
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0) return fapl;
-    if (H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0 || H5Pset_all_coll_metadata_ops(fapl, 1) < 0 ||
-        H5Pset_coll_metadata_write(fapl, 1) < 0) {
-        H5Pclose(fapl);
-        return H5I_INVALID_HID;
-    }
-    return fapl;
-}
-
 /* Collective: create tmp, write, flush, close; every rank agrees on the outcome. */
 static enum ssl_status write_tmp(const char *tmp, int64_t step, const struct ssl_ckpt_content *c,
                                  MPI_Comm comm, struct ssl_error *err)
 {
     struct wctx w = {comm, rank_of(comm), tmp, H5I_INVALID_HID, H5I_INVALID_HID, H5I_INVALID_HID,
                      H5I_INVALID_HID};
-    hid_t fapl = mpio_fapl(comm);
+    hid_t fapl = ssl_h5_mpio_fapl(comm);
     enum ssl_status st = SSL_OK;
-    if (fapl < 0) st = h5_fail(err, SSL_E_OTHER, tmp, "MPI-IO file access");
+    if (fapl < 0) st = ssl_h5_fail(err, SSL_E_OTHER, tmp, "MPI-IO file access");
     else if ((w.file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)) < 0)
-        st = h5_fail(err, SSL_E_OTHER, tmp, "cannot create");
+        st = ssl_h5_fail(err, SSL_E_OTHER, tmp, "cannot create");
     if (fapl >= 0) H5Pclose(fapl);
     if (st == SSL_OK) st = make_plists(&w, err);
-    st = agree(comm, st, err);
+    st = ssl_h5_agree_plain(comm, st, err);
     if (st == SSL_OK) st = write_body(&w, step, c, err);
     close_plists(&w);
     if (w.file >= 0) {
         if (st == SSL_OK && H5Fflush(w.file, H5F_SCOPE_GLOBAL) < 0)
-            st = h5_fail(err, SSL_E_OTHER, tmp, "flush");
-        if (H5Fclose(w.file) < 0 && st == SSL_OK) st = h5_fail(err, SSL_E_OTHER, tmp, "close");
+            st = ssl_h5_fail(err, SSL_E_OTHER, tmp, "flush");
+        if (H5Fclose(w.file) < 0 && st == SSL_OK) st = ssl_h5_fail(err, SSL_E_OTHER, tmp, "close");
     }
-    return agree(comm, st, err);
+    return ssl_h5_agree_plain(comm, st, err);
 }
 
 enum ssl_status ssl_ckpt_write(const char *dir, int64_t step,
@@ -848,12 +709,12 @@ enum ssl_status ssl_ckpt_write(const char *dir, int64_t step,
     MPI_Comm world = comm_of(comm);
     int rank = rank_of(world);
     char final[SSL_CKPT_PATH_MAX], tmp[SSL_CKPT_PATH_MAX + 8];
-    struct h5_quiet q;
-    h5_quiet_begin(&q);
+    struct ssl_h5_quiet q;
+    ssl_h5_quiet_begin(&q);
     enum ssl_status st = ssl_ckpt_path(final, sizeof final, dir, step, err);
     snprintf(tmp, sizeof tmp, "%s.tmp", final);
     if (st == SSL_OK) st = check_content(content, rank, final, err);
-    st = agree(world, st, err);
+    st = ssl_h5_agree_plain(world, st, err);
     if (st == SSL_OK && !same_everywhere(world, content_hash(content, step, keep)))
         st = ssl_error_set(err, SSL_E_OTHER,
                            "%s: the checkpoint's entries, attributes or step differ between ranks",
@@ -861,13 +722,13 @@ enum ssl_status ssl_ckpt_write(const char *dir, int64_t step,
     if (st == SSL_OK) {
         if (rank == 0) st = mkdir_p(dir, err);
         if (rank == 0 && st == SSL_OK) st = tidy_dir(dir, step, err);
-        st = agree(world, st, err);
+        st = ssl_h5_agree_plain(world, st, err);
     }
     bool created = st == SSL_OK;
     if (st == SSL_OK) st = write_tmp(tmp, step, content, world, err);
-    if (st == SSL_OK) st = agree(world, rank == 0 ? publish(dir, tmp, final, step, keep, err) : SSL_OK, err);
+    if (st == SSL_OK) st = ssl_h5_agree_plain(world, rank == 0 ? publish(dir, tmp, final, step, keep, err) : SSL_OK, err);
     if (st != SSL_OK && created && rank == 0) remove(tmp);
-    h5_quiet_end(&q);
+    ssl_h5_quiet_end(&q);
     return st;
 }
 
@@ -895,12 +756,12 @@ static enum ssl_status describe_dataset(hid_t file, const char *name, const char
                                         struct ssl_ckpt_entry *e, struct ssl_error *err)
 {
     hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
-    if (d < 0) return h5_fail(err, SSL_E_DATA, path, name);
+    if (d < 0) return ssl_h5_fail(err, SSL_E_DATA, path, name);
     hid_t t = H5Dget_type(d), s = H5Dget_space(d);
     enum ssl_status st = SSL_OK;
     int rank = s >= 0 ? H5Sget_simple_extent_ndims(s) : -1;
     hsize_t dims[SSL_CKPT_MAX_RANK] = {0};
-    if (t < 0 || s < 0) st = h5_fail(err, SSL_E_DATA, path, name);
+    if (t < 0 || s < 0) st = ssl_h5_fail(err, SSL_E_DATA, path, name);
     else if (!type_from_h5(t, &e->type))
         st = ssl_error_set(err, SSL_E_DATA, "%s: dataset %s has a type checkpoints do not hold", path, name);
     else if (rank < 0 || rank > SSL_CKPT_MAX_RANK || H5Sget_simple_extent_dims(s, dims, NULL) < 0)
@@ -944,7 +805,7 @@ static enum ssl_status list_datasets(hid_t file, const char *path, struct listin
     *l = (struct listing){NULL, 0, 0, path, err, SSL_OK};
     herr_t rc = H5Ovisit2(file, H5_INDEX_NAME, H5_ITER_INC, visit_cb, l, H5O_INFO_BASIC);
     if (l->st != SSL_OK) return l->st;
-    if (rc < 0) return h5_fail(err, SSL_E_DATA, path, "listing the datasets");
+    if (rc < 0) return ssl_h5_fail(err, SSL_E_DATA, path, "listing the datasets");
     if (l->n > 0) qsort(l->e, (size_t)l->n, sizeof *l->e, cmp_entry);
     return SSL_OK;
 }
@@ -954,10 +815,10 @@ static enum ssl_status open_attr(hid_t loc, const char *name, const char *path, 
                                  hid_t *attr, struct ssl_error *err)
 {
     htri_t has = H5Aexists(loc, name);
-    if (has < 0) return h5_fail(err, SSL_E_DATA, path, name);
+    if (has < 0) return ssl_h5_fail(err, SSL_E_DATA, path, name);
     if (has == 0) return ssl_error_set(err, SSL_E_DATA, "%s: no %s attribute %s", path, where, name);
     *attr = H5Aopen(loc, name, H5P_DEFAULT);
-    if (*attr < 0) return h5_fail(err, SSL_E_DATA, path, name);
+    if (*attr < 0) return ssl_h5_fail(err, SSL_E_DATA, path, name);
     return SSL_OK;
 }
 
@@ -967,11 +828,7 @@ static enum ssl_status read_int_attr(hid_t loc, const char *name, const char *pa
     hid_t attr = H5I_INVALID_HID;
     enum ssl_status st = open_attr(loc, name, path, where, &attr, err);
     if (st != SSL_OK) return st;
-    hid_t t = H5Aget_type(attr), s = H5Aget_space(attr);
-    bool ok = t >= 0 && s >= 0 && H5Tget_class(t) == H5T_INTEGER && H5Sget_simple_extent_npoints(s) == 1;
-    if (ok) ok = H5Aread(attr, H5T_NATIVE_INT64, value) >= 0;
-    if (t >= 0) H5Tclose(t);
-    if (s >= 0) H5Sclose(s);
+    bool ok = ssl_h5_read_i64_attr(attr, value);
     H5Aclose(attr);
     if (!ok)
         return ssl_error_set(err, SSL_E_DATA, "%s: %s attribute %s is not one integer", path, where, name);
@@ -1055,11 +912,11 @@ static enum ssl_status verify_dataset(hid_t file, const char *path, const struct
     int64_t per_block = row > 0 && (int64_t)esize * row < VALIDATE_BLOCK_BYTES
                             ? VALIDATE_BLOCK_BYTES / ((int64_t)esize * row) : 1;
     hid_t d = H5Dopen2(file, e->name, H5P_DEFAULT);
-    if (d < 0) return h5_fail(err, SSL_E_DATA, path, e->name);
+    if (d < 0) return ssl_h5_fail(err, SSL_E_DATA, path, e->name);
     unsigned char *buf = malloc((size_t)(per_block * row) * esize + 1);
     SSL_CHECK(buf != NULL);
     hid_t fspace = H5Dget_space(d);
-    enum ssl_status st = fspace < 0 ? h5_fail(err, SSL_E_DATA, path, e->name) : SSL_OK;
+    enum ssl_status st = fspace < 0 ? ssl_h5_fail(err, SSL_E_DATA, path, e->name) : SSL_OK;
     uint32_t crc = 0;
     for (int64_t r0 = 0; total > 0 && r0 < rows && st == SSL_OK; r0 += per_block) {
         int64_t nr = rows - r0 < per_block ? rows - r0 : per_block;
@@ -1071,7 +928,7 @@ static enum ssl_status verify_dataset(hid_t file, const char *path, const struct
                    H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) >= 0) &&
                   H5Dread(d, mem_type(e->type), mspace, fspace, H5P_DEFAULT, buf) >= 0;
         if (mspace >= 0) H5Sclose(mspace);
-        if (!ok) st = h5_fail(err, SSL_E_DATA, path, e->name);
+        if (!ok) st = ssl_h5_fail(err, SSL_E_DATA, path, e->name);
         else crc = crc_le(crc, buf, (size_t)(nr * row), esize);
     }
     if (st == SSL_OK) st = check_crc(d, path, e->name, crc, err);
@@ -1079,19 +936,6 @@ static enum ssl_status verify_dataset(hid_t file, const char *path, const struct
     if (fspace >= 0) H5Sclose(fspace);
     H5Dclose(d);
     return st;
-}
-
-/* A missing or non-HDF5 file found without entering HDF5's open (which, with MPI-IO, is a
- * collective every rank must reach). */
-static enum ssl_status precheck_file(const char *path, struct ssl_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) return ssl_error_set(err, SSL_E_DATA, "%s: cannot open: %s", path, strerror(errno));
-    fclose(f);
-    htri_t is = H5Fis_hdf5(path);
-    if (is < 0) return h5_fail(err, SSL_E_DATA, path, "cannot open as HDF5 (truncated?)");
-    if (is == 0) return ssl_error_set(err, SSL_E_DATA, "%s: not an HDF5 file", path);
-    return SSL_OK;
 }
 
 static enum ssl_status validate_open(hid_t file, const char *path, struct ssl_error *err)
@@ -1117,15 +961,15 @@ static enum ssl_status validate_open(hid_t file, const char *path, struct ssl_er
 
 enum ssl_status ssl_ckpt_validate(const char *path, struct ssl_error *err)
 {
-    struct h5_quiet q;
-    h5_quiet_begin(&q);
-    enum ssl_status st = precheck_file(path, err);
+    struct ssl_h5_quiet q;
+    ssl_h5_quiet_begin(&q);
+    enum ssl_status st = ssl_h5_check_file(path, "cannot open as HDF5 (truncated?)", err);
     hid_t file = H5I_INVALID_HID;
     if (st == SSL_OK && (file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0)
-        st = h5_fail(err, SSL_E_DATA, path, "cannot open as HDF5 (truncated?)");
+        st = ssl_h5_fail(err, SSL_E_DATA, path, "cannot open as HDF5 (truncated?)");
     if (st == SSL_OK) st = validate_open(file, path, err);
     if (file >= 0) H5Fclose(file);
-    h5_quiet_end(&q);
+    ssl_h5_quiet_end(&q);
     return st;
 }
 
@@ -1175,7 +1019,7 @@ enum ssl_status ssl_ckpt_find_resumable(const char *dir, const struct ssl_comm *
     if (dir == NULL || dir[0] == '\0') st = ssl_error_set(err, SSL_E_USAGE, "checkpoint directory not set");
     else if (rank_of(world) == 0) st = find_local(dir, out, err);
     MPI_Bcast(out, (int)sizeof *out, MPI_BYTE, 0, world);
-    return agree(world, st, err);
+    return ssl_h5_agree_plain(world, st, err);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1199,14 +1043,14 @@ static void release(struct ssl_ckpt *ck)
 
 static enum ssl_status open_mpio(struct ssl_ckpt *ck, struct ssl_error *err)
 {
-    hid_t fapl = mpio_fapl(ck->comm);
-    if (fapl < 0) return h5_fail(err, SSL_E_OTHER, ck->path, "MPI-IO file access");
+    hid_t fapl = ssl_h5_mpio_fapl(ck->comm);
+    if (fapl < 0) return ssl_h5_fail(err, SSL_E_OTHER, ck->path, "MPI-IO file access");
     ck->file = H5Fopen(ck->path, H5F_ACC_RDONLY, fapl);
     H5Pclose(fapl);
-    if (ck->file < 0) return h5_fail(err, SSL_E_DATA, ck->path, "cannot open as HDF5 (truncated?)");
+    if (ck->file < 0) return ssl_h5_fail(err, SSL_E_DATA, ck->path, "cannot open as HDF5 (truncated?)");
     ck->dxpl = H5Pcreate(H5P_DATASET_XFER);
     if (ck->dxpl < 0 || H5Pset_dxpl_mpio(ck->dxpl, H5FD_MPIO_COLLECTIVE) < 0)
-        return h5_fail(err, SSL_E_OTHER, ck->path, "collective transfer");
+        return ssl_h5_fail(err, SSL_E_OTHER, ck->path, "collective transfer");
     return SSL_OK;
 }
 
@@ -1218,18 +1062,18 @@ enum ssl_status ssl_ckpt_open(struct ssl_ckpt **ckp, const char *path, const str
     SSL_CHECK(ck != NULL);
     ck->comm = comm_of(comm);
     ck->file = ck->dxpl = H5I_INVALID_HID;
-    struct h5_quiet q;
-    h5_quiet_begin(&q);
+    struct ssl_h5_quiet q;
+    ssl_h5_quiet_begin(&q);
     enum ssl_status st = SSL_OK;
     if (path == NULL || snprintf(ck->path, sizeof ck->path, "%s", path) >= (int)sizeof ck->path)
         st = ssl_error_set(err, SSL_E_USAGE, "checkpoint path missing or too long");
-    if (st == SSL_OK) st = precheck_file(path, err);
-    st = agree(ck->comm, st, err);
-    if (st == SSL_OK) st = agree(ck->comm, open_mpio(ck, err), err);
+    if (st == SSL_OK) st = ssl_h5_check_file(path, "cannot open as HDF5 (truncated?)", err);
+    st = ssl_h5_agree_plain(ck->comm, st, err);
+    if (st == SSL_OK) st = ssl_h5_agree_plain(ck->comm, open_mpio(ck, err), err);
     if (st == SSL_OK) st = check_format(ck->file, ck->path, err);
     if (st == SSL_OK) st = list_datasets(ck->file, ck->path, &ck->list, err);
-    st = agree(ck->comm, st, err);
-    h5_quiet_end(&q);
+    st = ssl_h5_agree_plain(ck->comm, st, err);
+    ssl_h5_quiet_end(&q);
     if (st != SSL_OK) release(ck);
     else *ckp = ck;
     return st;
@@ -1290,11 +1134,11 @@ static enum ssl_status read_dataset(struct ssl_ckpt *ck, const struct ssl_ckpt_e
                                     struct ssl_error *err)
 {
     hid_t d = H5Dopen2(ck->file, e->name, H5P_DEFAULT);
-    if (d < 0) return h5_fail(err, SSL_E_DATA, ck->path, e->name);
+    if (d < 0) return ssl_h5_fail(err, SSL_E_DATA, ck->path, e->name);
     int64_t n = n_elems(e->rank, e->dims);
     enum ssl_status st = SSL_OK;
     if (n > 0 && H5Dread(d, mem_type(e->type), H5S_ALL, H5S_ALL, ck->dxpl, out) < 0)
-        st = h5_fail(err, SSL_E_DATA, ck->path, e->name);
+        st = ssl_h5_fail(err, SSL_E_DATA, ck->path, e->name);
     if (st == SSL_OK)
         st = check_crc(d, ck->path, e->name, crc_le(0, out, (size_t)n, ssl_ckpt_type_size(e->type)), err);
     H5Dclose(d);
@@ -1304,15 +1148,15 @@ static enum ssl_status read_dataset(struct ssl_ckpt *ck, const struct ssl_ckpt_e
 enum ssl_status ssl_ckpt_read(struct ssl_ckpt *ck, const struct ssl_ckpt_entry *want, void *out,
                               struct ssl_error *err)
 {
-    struct h5_quiet q;
-    h5_quiet_begin(&q);
+    struct ssl_h5_quiet q;
+    ssl_h5_quiet_begin(&q);
     enum ssl_status st = SSL_OK;
     if (!same_everywhere(ck->comm, want_hash(want)))
         st = ssl_error_set(err, SSL_E_OTHER, "%s: ranks asked for different datasets (%s)", ck->path,
                            want != NULL && want->name != NULL ? want->name : "(null)");
-    if (st == SSL_OK) st = agree(ck->comm, check_want(ck, want, out, err), err);
-    if (st == SSL_OK) st = agree(ck->comm, read_dataset(ck, want, out, err), err);
-    h5_quiet_end(&q);
+    if (st == SSL_OK) st = ssl_h5_agree_plain(ck->comm, check_want(ck, want, out, err), err);
+    if (st == SSL_OK) st = ssl_h5_agree_plain(ck->comm, read_dataset(ck, want, out, err), err);
+    ssl_h5_quiet_end(&q);
     return st;
 }
 
@@ -1334,35 +1178,35 @@ static enum ssl_status check_attr_name(const struct ssl_ckpt *ck, const char *na
 enum ssl_status ssl_ckpt_attr_int64(struct ssl_ckpt *ck, const char *name, int64_t *value,
                                     struct ssl_error *err)
 {
-    struct h5_quiet q;
-    h5_quiet_begin(&q);
+    struct ssl_h5_quiet q;
+    ssl_h5_quiet_begin(&q);
     enum ssl_status st = check_attr_name(ck, name, err);
-    if (st == SSL_OK) st = agree(ck->comm, read_int_attr(ck->file, name, ck->path, "root", value, err), err);
-    h5_quiet_end(&q);
+    if (st == SSL_OK) st = ssl_h5_agree_plain(ck->comm, read_int_attr(ck->file, name, ck->path, "root", value, err), err);
+    ssl_h5_quiet_end(&q);
     return st;
 }
 
 enum ssl_status ssl_ckpt_attr_string(struct ssl_ckpt *ck, const char *name, char **value,
                                      struct ssl_error *err)
 {
-    struct h5_quiet q;
-    h5_quiet_begin(&q);
+    struct ssl_h5_quiet q;
+    ssl_h5_quiet_begin(&q);
     *value = NULL;
     enum ssl_status st = check_attr_name(ck, name, err);
-    if (st == SSL_OK) st = agree(ck->comm, read_string_attr(ck->file, name, ck->path, value, err), err);
+    if (st == SSL_OK) st = ssl_h5_agree_plain(ck->comm, read_string_attr(ck->file, name, ck->path, value, err), err);
     if (st != SSL_OK) {
         free(*value);
         *value = NULL;
     }
-    h5_quiet_end(&q);
+    ssl_h5_quiet_end(&q);
     return st;
 }
 
 void ssl_ckpt_close(struct ssl_ckpt *ck)
 {
     if (ck == NULL) return;
-    struct h5_quiet q;
-    h5_quiet_begin(&q);
+    struct ssl_h5_quiet q;
+    ssl_h5_quiet_begin(&q);
     release(ck);
-    h5_quiet_end(&q);
+    ssl_h5_quiet_end(&q);
 }

@@ -25,6 +25,7 @@
 #include <hdf5.h>
 
 #include "dataset_impl.h"
+#include "h5_util.h"
 
 struct h5_state {
     MPI_Comm comm;   /* a duplicate of the caller's: our agreements never match theirs */
@@ -34,115 +35,22 @@ struct h5_state {
     int64_t *labels; /* (N) */
 };
 
-/* HDF5 prints its error stack by default; we report one line ourselves instead. The setting is
- * process-wide, so it is saved and restored around every public entry point. */
-struct h5_quiet {
-    H5E_auto2_t func;
-    void *data;
-};
-
-static void h5_quiet_begin(struct h5_quiet *q)
-{
-    H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-static void h5_quiet_end(const struct h5_quiet *q)
-{
-    H5Eset_auto2(H5E_DEFAULT, q->func, q->data);
-}
-
-struct h5_walk {
-    char desc[256];
-    bool found;
-};
-
-/* Keeps the innermost (most specific) description, the one that says what went wrong. */
-static herr_t h5_walk_cb(unsigned n, const H5E_error2_t *e, void *data)
-{
-    (void)n;
-    struct h5_walk *w = data;
-    if (!w->found && e->desc != NULL) {
-        snprintf(w->desc, sizeof w->desc, "%s", e->desc);
-        w->found = true;
-    }
-    return 0;
-}
-
-/* Records "<path>: <what>: <HDF5's own reason>" as one line. */
-static enum ssl_status h5_fail(struct ssl_error *err, enum ssl_status code, const char *path,
-                               const char *what)
-{
-    struct h5_walk w = {.found = false};
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_walk_cb, &w);
-    return ssl_error_set(err, code, "%s: %s: %s", path, what,
-                         w.found ? w.desc : "unknown HDF5 error");
-}
-
-/* Collective over comm: every rank learns the status of the lowest failing rank and its
- * message, so all return the same code and the same line. */
-static enum ssl_status agree(MPI_Comm comm, enum ssl_status st, struct ssl_error *err)
-{
-    int rank = 0, size = 1;
-    MPI_Comm_rank(comm, &rank);
-    MPI_Comm_size(comm, &size);
-    int mine = st != SSL_OK ? rank : size, first = size;
-    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
-    if (first == size) return SSL_OK;
-    int code = (int)st;
-    char msg[sizeof err->msg];
-    if (rank == first) snprintf(msg, sizeof msg, "%s", err->msg);
-    MPI_Bcast(&code, 1, MPI_INT, first, comm);
-    MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, first, comm);
-    if (rank != first) ssl_error_set(err, (enum ssl_status)code, "%s", msg);
-    return (enum ssl_status)code;
-}
-
 /* ---------------------------------------------------------------------------------------- */
 /* Open and validate (local steps; the caller agrees after each).                          */
-
-/* Before the collective H5Fopen: a missing or non-HDF5 file is found by every rank alike
- * without touching MPI-IO, so no rank is left alone inside a collective open. */
-static enum ssl_status precheck_file(const char *path, struct ssl_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) return ssl_error_set(err, SSL_E_DATA, "%s: cannot open: %s", path, strerror(errno));
-    fclose(f);
-    htri_t is = H5Fis_hdf5(path);
-    if (is < 0) return h5_fail(err, SSL_E_DATA, path, "cannot open");
-    if (is == 0) return ssl_error_set(err, SSL_E_DATA, "%s: not an HDF5 file", path);
-    return SSL_OK;
-}
 
 /* Collective: H5Fopen with the MPI-IO driver, read-only. */
 static enum ssl_status open_file(struct h5_state *s, const char *path, struct ssl_error *err)
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0) return h5_fail(err, SSL_E_OTHER, path, "H5Pcreate");
+    if (fapl < 0) return ssl_h5_fail(err, SSL_E_OTHER, path, "H5Pcreate");
     if (H5Pset_fapl_mpio(fapl, s->comm, MPI_INFO_NULL) < 0) {
         H5Pclose(fapl);
-        return h5_fail(err, SSL_E_OTHER, path, "H5Pset_fapl_mpio");
+        return ssl_h5_fail(err, SSL_E_OTHER, path, "H5Pset_fapl_mpio");
     }
     s->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     H5Pclose(fapl);
-    if (s->file < 0) return h5_fail(err, SSL_E_DATA, path, "cannot open as HDF5");
+    if (s->file < 0) return ssl_h5_fail(err, SSL_E_DATA, path, "cannot open as HDF5");
     return SSL_OK;
-}
-
-/* True when every component of an absolute name like "/test/images" exists: H5Lexists fails
- * (rather than returning 0) when an intermediate group is missing. */
-static bool link_exists(hid_t file, const char *name)
-{
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", name);
-    for (char *p = buf + 1;; ++p) {
-        if (*p != '/' && *p != '\0') continue;
-        char saved = *p;
-        *p = '\0';
-        if (H5Lexists(file, buf, H5P_DEFAULT) <= 0) return false;
-        if (saved == '\0') return true;
-        *p = saved;
-    }
 }
 
 static void describe_type(hid_t type, char *buf, size_t n)
@@ -171,12 +79,12 @@ struct dset_rule {
 static enum ssl_status open_dataset(hid_t file, const char *path, const struct dset_rule *r,
                                     hid_t *dset, hsize_t *dims, struct ssl_error *err)
 {
-    if (!link_exists(file, r->name))
+    if (!ssl_h5_link_exists(file, r->name))
         return ssl_error_set(err, SSL_E_DATA, "%s: missing dataset %s", path, r->name);
     *dset = H5Dopen2(file, r->name, H5P_DEFAULT);
-    if (*dset < 0) return h5_fail(err, SSL_E_DATA, path, r->name);
+    if (*dset < 0) return ssl_h5_fail(err, SSL_E_DATA, path, r->name);
     hid_t type = H5Dget_type(*dset);
-    if (type < 0) return h5_fail(err, SSL_E_DATA, path, r->name);
+    if (type < 0) return ssl_h5_fail(err, SSL_E_DATA, path, r->name);
     size_t size = H5Tget_size(type);
     bool ok = H5Tget_class(type) == H5T_INTEGER && H5Tget_sign(type) == r->sign &&
               (size == r->size_a || size == r->size_b);
@@ -187,7 +95,7 @@ static enum ssl_status open_dataset(hid_t file, const char *path, const struct d
         return ssl_error_set(err, SSL_E_DATA, "%s: %s must hold %s, found %s", path, r->name,
                              r->type_text, found);
     hid_t space = H5Dget_space(*dset);
-    if (space < 0) return h5_fail(err, SSL_E_DATA, path, r->name);
+    if (space < 0) return ssl_h5_fail(err, SSL_E_DATA, path, r->name);
     int rank = H5Sget_simple_extent_ndims(space);
     if (rank == r->rank) H5Sget_simple_extent_dims(space, dims, NULL);
     H5Sclose(space);
@@ -203,16 +111,11 @@ static enum ssl_status read_n_classes_attr(hid_t file, const char *path, int64_t
 {
     *n_classes = 0;
     htri_t has = H5Aexists(file, "n_classes");
-    if (has < 0) return h5_fail(err, SSL_E_DATA, path, "attribute n_classes");
+    if (has < 0) return ssl_h5_fail(err, SSL_E_DATA, path, "attribute n_classes");
     if (has == 0) return SSL_OK;
     hid_t attr = H5Aopen(file, "n_classes", H5P_DEFAULT);
-    if (attr < 0) return h5_fail(err, SSL_E_DATA, path, "attribute n_classes");
-    hid_t type = H5Aget_type(attr), space = H5Aget_space(attr);
-    bool ok = type >= 0 && space >= 0 && H5Tget_class(type) == H5T_INTEGER &&
-              H5Sget_simple_extent_npoints(space) == 1;
-    if (ok) ok = H5Aread(attr, H5T_NATIVE_INT64, n_classes) >= 0;
-    if (type >= 0) H5Tclose(type);
-    if (space >= 0) H5Sclose(space);
+    if (attr < 0) return ssl_h5_fail(err, SSL_E_DATA, path, "attribute n_classes");
+    bool ok = ssl_h5_read_i64_attr(attr, n_classes);
     H5Aclose(attr);
     if (!ok || *n_classes < 1)
         return ssl_error_set(err, SSL_E_DATA,
@@ -231,7 +134,7 @@ static enum ssl_status load_labels(struct h5_state *s, hid_t dset, const char *p
     s->labels = malloc((size_t)count * sizeof *s->labels);
     SSL_CHECK(s->labels != NULL);
     if (H5Dread(dset, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, s->labels) < 0)
-        return h5_fail(err, SSL_E_DATA, path, name);
+        return ssl_h5_fail(err, SSL_E_DATA, path, name);
     int64_t max = -1;
     for (int64_t i = 0; i < count; ++i) {
         int64_t l = s->labels[i];
@@ -329,9 +232,9 @@ static enum ssl_status read_sorted(struct ssl_dataset *ds, const int64_t *sorted
     hsize_t mdims[1] = {n_bytes > 0 ? n_bytes : 1};
     hid_t fspace = H5Dget_space(s->images), mspace = H5Screate_simple(1, mdims, NULL);
     enum ssl_status st = SSL_OK;
-    if (fspace < 0 || mspace < 0) st = h5_fail(err, SSL_E_OTHER, ds->info.source, "dataspace");
+    if (fspace < 0 || mspace < 0) st = ssl_h5_fail(err, SSL_E_OTHER, ds->info.source, "dataspace");
     if (st == SSL_OK && n > 0 && select_runs(fspace, sorted, n, chw) < 0)
-        st = h5_fail(err, SSL_E_OTHER, ds->info.source, "selecting images");
+        st = ssl_h5_fail(err, SSL_E_OTHER, ds->info.source, "selecting images");
     if (st != SSL_OK || n == 0) {
         if (fspace >= 0) H5Sselect_none(fspace);
         if (mspace >= 0) H5Sselect_none(mspace);
@@ -339,7 +242,7 @@ static enum ssl_status read_sorted(struct ssl_dataset *ds, const int64_t *sorted
     uint8_t dummy = 0;
     if (H5Dread(s->images, H5T_NATIVE_UINT8, mspace, fspace, s->dxpl,
                 n > 0 && st == SSL_OK ? (void *)buf : (void *)&dummy) < 0)
-        st = h5_fail(err, SSL_E_DATA, ds->info.source, "reading images");
+        st = ssl_h5_fail(err, SSL_E_DATA, ds->info.source, "reading images");
     if (fspace >= 0) H5Sclose(fspace);
     if (mspace >= 0) H5Sclose(mspace);
     return st;
@@ -390,13 +293,13 @@ static enum ssl_status h5_read(struct ssl_dataset *ds, const int64_t *indices, i
                                uint8_t *images, int64_t *labels, struct ssl_error *err)
 {
     struct h5_state *s = ds->state;
-    struct h5_quiet q;
-    h5_quiet_begin(&q);
+    struct ssl_h5_quiet q;
+    ssl_h5_quiet_begin(&q);
     enum ssl_status st = strictly_increasing(indices, n)
                              ? read_sorted(ds, indices, n, images, err)
                              : read_permuted(ds, indices, n, images, err);
-    h5_quiet_end(&q);
-    st = agree(s->comm, st, err);
+    ssl_h5_quiet_end(&q);
+    st = ssl_h5_agree_plain(s->comm, st, err);
     if (st == SSL_OK && labels != NULL)
         for (int64_t i = 0; i < n; ++i) labels[i] = s->labels[indices[i]];
     return st;
@@ -423,7 +326,7 @@ static enum ssl_status make_dxpl(struct h5_state *s, const char *path, struct ss
 {
     s->dxpl = H5Pcreate(H5P_DATASET_XFER);
     if (s->dxpl < 0 || H5Pset_dxpl_mpio(s->dxpl, H5FD_MPIO_COLLECTIVE) < 0)
-        return h5_fail(err, SSL_E_OTHER, path, "collective transfer property list");
+        return ssl_h5_fail(err, SSL_E_OTHER, path, "collective transfer property list");
     return SSL_OK;
 }
 
@@ -439,14 +342,16 @@ enum ssl_status ssl_dataset_open_hdf5(struct ssl_dataset **ds, const struct ssl_
     *s = (struct h5_state){MPI_COMM_NULL, H5I_INVALID_HID, H5I_INVALID_HID, H5I_INVALID_HID, NULL};
     snprintf(d->info.source, sizeof d->info.source, "%s", a->path);
     MPI_Comm_dup(a->comm, &s->comm);
-    struct h5_quiet q;
-    h5_quiet_begin(&q);
-    enum ssl_status st = agree(s->comm, precheck_file(a->path, err), err);
-    if (st == SSL_OK) st = agree(s->comm, open_file(s, a->path, err), err);
+    struct ssl_h5_quiet q;
+    ssl_h5_quiet_begin(&q);
+    /* a missing or non-HDF5 file is found by every rank alike without touching MPI-IO, so no
+     * rank is left alone inside the collective open */
+    enum ssl_status st = ssl_h5_agree_plain(s->comm, ssl_h5_check_file(a->path, "cannot open", err), err);
+    if (st == SSL_OK) st = ssl_h5_agree_plain(s->comm, open_file(s, a->path, err), err);
     if (st == SSL_OK) st = make_dxpl(s, a->path, err);
     if (st == SSL_OK) st = validate(s, a->path, a->split, &d->info, err);
-    st = agree(s->comm, st, err);
-    h5_quiet_end(&q);
+    st = ssl_h5_agree_plain(s->comm, st, err);
+    ssl_h5_quiet_end(&q);
     if (st != SSL_OK) {
         h5_release(s);
         free(d);
@@ -476,33 +381,6 @@ static hsize_t chunk_images(int64_t img_bytes, int64_t count)
     int64_t k = ((int64_t)256 << 10) / img_bytes;
     if (k < 1) k = 1;
     return (hsize_t)(k < count ? k : count);
-}
-
-static enum ssl_status write_string_attr(hid_t loc, const char *name, const char *value,
-                                         const char *path, struct ssl_error *err)
-{
-    /* variable-length UTF-8: h5py reads it as str, h5dump prints it */
-    hid_t type = H5Tcopy(H5T_C_S1), space = H5Screate(H5S_SCALAR), attr = H5I_INVALID_HID;
-    bool ok = type >= 0 && space >= 0 && H5Tset_size(type, H5T_VARIABLE) >= 0 &&
-              H5Tset_cset(type, H5T_CSET_UTF8) >= 0;
-    if (ok) ok = (attr = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT)) >= 0;
-    if (ok) ok = H5Awrite(attr, type, &value) >= 0;
-    if (attr >= 0) ok = H5Aclose(attr) >= 0 && ok;
-    if (space >= 0) H5Sclose(space);
-    if (type >= 0) H5Tclose(type);
-    return ok ? SSL_OK : h5_fail(err, SSL_E_OTHER, path, name);
-}
-
-static enum ssl_status write_int_attr(hid_t loc, const char *name, hid_t file_type,
-                                      int64_t value, const char *path, struct ssl_error *err)
-{
-    hid_t space = H5Screate(H5S_SCALAR), attr = H5I_INVALID_HID;
-    bool ok = space >= 0;
-    if (ok) ok = (attr = H5Acreate2(loc, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT)) >= 0;
-    if (ok) ok = H5Awrite(attr, H5T_NATIVE_INT64, &value) >= 0;
-    if (attr >= 0) ok = H5Aclose(attr) >= 0 && ok;
-    if (space >= 0) H5Sclose(space);
-    return ok ? SSL_OK : h5_fail(err, SSL_E_OTHER, path, name);
 }
 
 /* Chunked (k, C, H, W) with shuffle and deflate 4: images compress well and a chunk is the
@@ -571,9 +449,9 @@ static enum ssl_status copy_split(hid_t img, hid_t lbl, struct ssl_dataset *src,
                                    in->source, (long long)labels[i], (long long)(start + i),
                                    (long long)in->n_classes);
         if (st == SSL_OK && write_rows(img, H5T_NATIVE_UINT8, start, n, 4, chw, buf) < 0)
-            st = h5_fail(err, SSL_E_OTHER, path, "writing images");
+            st = ssl_h5_fail(err, SSL_E_OTHER, path, "writing images");
         if (st == SSL_OK && write_rows(lbl, H5T_NATIVE_INT64, start, n, 1, chw, labels) < 0)
-            st = h5_fail(err, SSL_E_OTHER, path, "writing labels");
+            st = ssl_h5_fail(err, SSL_E_OTHER, path, "writing labels");
     }
     free(buf);
     free(labels);
@@ -587,11 +465,11 @@ static enum ssl_status write_split(hid_t file, const char *img_name, const char 
     hid_t img = create_images(file, img_name, &src->info);
     hid_t lbl = img >= 0 ? create_labels(file, lbl_name, src->info.count) : H5I_INVALID_HID;
     enum ssl_status st = SSL_OK;
-    if (img < 0 || lbl < 0) st = h5_fail(err, SSL_E_OTHER, path, "creating the datasets");
+    if (img < 0 || lbl < 0) st = ssl_h5_fail(err, SSL_E_OTHER, path, "creating the datasets");
     if (st == SSL_OK) st = copy_split(img, lbl, src, path, err);
-    if (st == SSL_OK) st = write_string_attr(img, "dims", "N C H W", path, err);
-    if (lbl >= 0 && H5Dclose(lbl) < 0) st = h5_fail(err, SSL_E_OTHER, path, lbl_name);
-    if (img >= 0 && H5Dclose(img) < 0) st = h5_fail(err, SSL_E_OTHER, path, img_name);
+    if (st == SSL_OK) st = ssl_h5_write_string_attr(img, "dims", "N C H W", path, err);
+    if (lbl >= 0 && H5Dclose(lbl) < 0) st = ssl_h5_fail(err, SSL_E_OTHER, path, lbl_name);
+    if (img >= 0 && H5Dclose(img) < 0) st = ssl_h5_fail(err, SSL_E_OTHER, path, img_name);
     return st;
 }
 
@@ -601,11 +479,13 @@ static enum ssl_status write_root_attrs(hid_t file, const struct ssl_dataset_inf
 {
     int64_t n_classes = train->n_classes;
     if (test != NULL && test->n_classes > n_classes) n_classes = test->n_classes;
-    enum ssl_status st = write_string_attr(file, "format", "ssltrain-images", path, err);
-    if (st == SSL_OK) st = write_int_attr(file, "format_version", H5T_STD_I32LE, 1, path, err);
-    if (st == SSL_OK) st = write_int_attr(file, "n_classes", H5T_STD_I64LE, n_classes, path, err);
-    if (st == SSL_OK) st = write_string_attr(file, "layout", "NCHW", path, err);
-    if (st == SSL_OK) st = write_string_attr(file, "source", train->source, path, err);
+    enum ssl_status st = ssl_h5_write_string_attr(file, "format", "ssltrain-images", path, err);
+    if (st == SSL_OK)
+        st = ssl_h5_write_int_attr(file, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT64,
+                                   &(int64_t){1}, path, err);
+    if (st == SSL_OK) st = ssl_h5_write_i64_attr(file, "n_classes", n_classes, path, err);
+    if (st == SSL_OK) st = ssl_h5_write_string_attr(file, "layout", "NCHW", path, err);
+    if (st == SSL_OK) st = ssl_h5_write_string_attr(file, "source", train->source, path, err);
     return st;
 }
 
@@ -635,7 +515,7 @@ static enum ssl_status write_file(hid_t file, struct ssl_dataset *train, struct 
     enum ssl_status st = write_split(file, "/images", "/labels", train, path, err);
     if (st == SSL_OK && test != NULL) {
         hid_t g = H5Gcreate2(file, "/test", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        if (g < 0 || H5Gclose(g) < 0) st = h5_fail(err, SSL_E_OTHER, path, "creating /test");
+        if (g < 0 || H5Gclose(g) < 0) st = ssl_h5_fail(err, SSL_E_OTHER, path, "creating /test");
         if (st == SSL_OK) st = write_split(file, "/test/images", "/test/labels", test, path, err);
     }
     if (st == SSL_OK)
@@ -668,13 +548,13 @@ enum ssl_status ssl_dataset_write_hdf5(const char *path, struct ssl_dataset *tra
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return ssl_error_set(err, SSL_E_USAGE, "%s: path too long", path);
-    struct h5_quiet q;
-    h5_quiet_begin(&q);
+    struct ssl_h5_quiet q;
+    ssl_h5_quiet_begin(&q);
     hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (file < 0) st = h5_fail(err, SSL_E_OTHER, tmp, "cannot create");
+    if (file < 0) st = ssl_h5_fail(err, SSL_E_OTHER, tmp, "cannot create");
     if (st == SSL_OK) st = write_file(file, train, test, tmp, err);
-    if (file >= 0 && H5Fclose(file) < 0 && st == SSL_OK) st = h5_fail(err, SSL_E_OTHER, tmp, "close");
-    h5_quiet_end(&q);
+    if (file >= 0 && H5Fclose(file) < 0 && st == SSL_OK) st = ssl_h5_fail(err, SSL_E_OTHER, tmp, "close");
+    ssl_h5_quiet_end(&q);
     if (st == SSL_OK) st = publish(tmp, path, err);
     if (st != SSL_OK) remove(tmp);
     return st;

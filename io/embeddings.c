@@ -3,7 +3,7 @@
  *
  * Invariants: a file with the final name was closed collectively, fsynced and renamed by rank
  * 0 after every rank's write succeeded. Every fallible phase of ssl_emb_write ends with
- * agree(), so ranks enter the next HDF5 or MPI collective together (or none does) and all
+ * ssl_h5_agree(), so ranks enter the next HDF5 or MPI collective together (or none does) and all
  * return the same status and message. Every rank calls each HDF5 creation function with
  * identical arguments (checked up front: dh, dz, the attributes, the path); only the row
  * selection of the data writes differs between ranks. */
@@ -20,80 +20,14 @@
 #include <hdf5.h>
 #include <zlib.h>
 
+#include "h5_util.h"
+
 /* ~1 MiB chunks: large enough for fast slices and collective writes, small enough that
  * reading a few rows does not pull in much more. */
 enum { CHUNK_BYTES = 1 << 20, MAX_WIDTH = 1 << 28 };
 
 /* ---------------------------------------------------------------------------------------- */
-/* HDF5 error printing, agreement between ranks                                             */
-
-/* HDF5 prints its error stack by default; we report one line instead. The setting is
- * process-wide, so it is saved and restored around every public entry point. */
-struct h5_quiet {
-    H5E_auto2_t func;
-    void *data;
-};
-
-static void h5_quiet_begin(struct h5_quiet *q)
-{
-    H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-static void h5_quiet_end(const struct h5_quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->func, q->data); }
-
-struct h5_walk {
-    char desc[256];
-    bool found;
-};
-
-/* Keeps the innermost (most specific) description: the one that says what went wrong. */
-static herr_t h5_walk_cb(unsigned n, const H5E_error2_t *e, void *data)
-{
-    (void)n;
-    struct h5_walk *w = data;
-    if (!w->found && e->desc != NULL) {
-        snprintf(w->desc, sizeof w->desc, "%s", e->desc);
-        w->found = true;
-    }
-    return 0;
-}
-
-/* Records "<path>: <what>: <HDF5's own reason>" as one line. */
-static enum ssl_status h5_fail(struct ssl_error *err, enum ssl_status code, const char *path,
-                               const char *what)
-{
-    struct h5_walk w = {.found = false};
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_walk_cb, &w);
-    return ssl_error_set(err, code, "%s: %s: %s", path, what, w.found ? w.desc : "HDF5 error");
-}
-
-/* Collective over comm: every rank returns the status and message of the lowest failing
- * rank. When other ranks succeeded the message starts with "[rank r/P] ", so the one line
- * printed says where the fault was. */
-static enum ssl_status agree(MPI_Comm comm, enum ssl_status st, struct ssl_error *err)
-{
-    int rank = 0, size = 1;
-    MPI_Comm_rank(comm, &rank);
-    MPI_Comm_size(comm, &size);
-    /* max of {succeeded, -rank if failed}: whether any rank succeeded and the lowest failing
-     * rank, in one reduction */
-    int mine[2] = {st == SSL_OK, st != SSL_OK ? -rank : -size}, all[2] = {0, 0};
-    MPI_Allreduce(mine, all, 2, MPI_INT, MPI_MAX, comm);
-    int first = -all[1];
-    if (first == size) return SSL_OK;
-    int code = (int)st;
-    char msg[sizeof err->msg];
-    if (rank == first) {
-        int used = all[0] ? snprintf(msg, sizeof msg, "[rank %d/%d] ", rank, size) : 0;
-        snprintf(msg + used, sizeof msg - (size_t)used, "%s", err->msg);
-    }
-    MPI_Bcast(&code, 1, MPI_INT, first, comm);
-    MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, first, comm);
-    err->code = (enum ssl_status)code; /* the agreed message replaces a rank's own */
-    memcpy(err->msg, msg, sizeof msg);
-    return err->code;
-}
+/* Agreement between ranks                                                                  */
 
 /* Collective over comm: rank 0's status and message on every rank, for what rank 0 alone
  * does for all (the directory check, the rename): its fault is nobody's rank in particular. */
@@ -281,33 +215,6 @@ struct dspec {
     const void *data;
 };
 
-static enum ssl_status write_string_attr(hid_t loc, const char *name, const char *value,
-                                         const char *path, struct ssl_error *err)
-{
-    /* variable-length UTF-8: h5py reads it as str, h5dump prints it */
-    hid_t type = H5Tcopy(H5T_C_S1), space = H5Screate(H5S_SCALAR), attr = H5I_INVALID_HID;
-    bool ok = type >= 0 && space >= 0 && H5Tset_size(type, H5T_VARIABLE) >= 0 &&
-              H5Tset_cset(type, H5T_CSET_UTF8) >= 0;
-    if (ok) ok = (attr = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT)) >= 0;
-    if (ok) ok = H5Awrite(attr, type, &value) >= 0;
-    if (attr >= 0) ok = H5Aclose(attr) >= 0 && ok;
-    if (space >= 0) H5Sclose(space);
-    if (type >= 0) H5Tclose(type);
-    return ok ? SSL_OK : h5_fail(err, SSL_E_OTHER, path, name);
-}
-
-static enum ssl_status write_i64_attr(hid_t loc, const char *name, int64_t value, const char *path,
-                                      struct ssl_error *err)
-{
-    hid_t space = H5Screate(H5S_SCALAR), attr = H5I_INVALID_HID;
-    bool ok = space >= 0;
-    if (ok) ok = (attr = H5Acreate2(loc, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT)) >= 0;
-    if (ok) ok = H5Awrite(attr, H5T_NATIVE_INT64, &value) >= 0;
-    if (attr >= 0) ok = H5Aclose(attr) >= 0 && ok;
-    if (space >= 0) H5Sclose(space);
-    return ok ? SSL_OK : h5_fail(err, SSL_E_OTHER, path, name);
-}
-
 /* Rows per chunk: about CHUNK_BYTES, at least 1, at most n. */
 static hsize_t chunk_rows(int64_t n, int64_t row_bytes)
 {
@@ -346,7 +253,7 @@ static enum ssl_status write_rows(const struct wctx *w, hid_t dset, const struct
     hid_t fspace = H5Dget_space(dset), mspace = H5Screate_simple(ndims, mdims, NULL);
     bool sel = fspace >= 0 && mspace >= 0 &&
                (rows == 0 || H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) >= 0);
-    enum ssl_status st = sel ? SSL_OK : h5_fail(err, SSL_E_OTHER, w->tmp, s->name);
+    enum ssl_status st = sel ? SSL_OK : ssl_h5_fail(err, SSL_E_OTHER, w->tmp, s->name);
     if (!sel || rows == 0) {
         if (fspace >= 0) H5Sselect_none(fspace);
         if (mspace >= 0) H5Sselect_none(mspace);
@@ -354,7 +261,7 @@ static enum ssl_status write_rows(const struct wctx *w, hid_t dset, const struct
     static const int64_t none = 0; /* a valid buffer for an empty selection */
     const void *buf = sel && rows > 0 ? s->data : &none;
     if (H5Dwrite(dset, s->mtype, mspace, fspace, w->dxpl, buf) < 0 && st == SSL_OK)
-        st = h5_fail(err, SSL_E_OTHER, w->tmp, s->name);
+        st = ssl_h5_fail(err, SSL_E_OTHER, w->tmp, s->name);
     if (mspace >= 0) H5Sclose(mspace);
     if (fspace >= 0) H5Sclose(fspace);
     return st;
@@ -365,25 +272,25 @@ static enum ssl_status write_dataset(const struct wctx *w, const struct dspec *s
                                      struct ssl_error *err)
 {
     hid_t dset = create_dataset(w, s);
-    enum ssl_status st = agree(w->comm, dset < 0 ? h5_fail(err, SSL_E_OTHER, w->tmp, s->name) : SSL_OK, err);
+    enum ssl_status st = ssl_h5_agree(w->comm, dset < 0 ? ssl_h5_fail(err, SSL_E_OTHER, w->tmp, s->name) : SSL_OK, err);
     if (st == SSL_OK && w->lay.n > 0) st = write_rows(w, dset, s, rows, err);
-    if (st == SSL_OK) st = write_string_attr(dset, "description", s->description, w->tmp, err);
-    if (dset >= 0 && H5Dclose(dset) < 0 && st == SSL_OK) st = h5_fail(err, SSL_E_OTHER, w->tmp, s->name);
-    return agree(w->comm, st, err);
+    if (st == SSL_OK) st = ssl_h5_write_string_attr(dset, "description", s->description, w->tmp, err);
+    if (dset >= 0 && H5Dclose(dset) < 0 && st == SSL_OK) st = ssl_h5_fail(err, SSL_E_OTHER, w->tmp, s->name);
+    return ssl_h5_agree(w->comm, st, err);
 }
 
 static enum ssl_status write_root_attrs(const struct wctx *w, const struct ssl_emb_attr *attrs, int n,
                                         struct ssl_error *err)
 {
-    enum ssl_status st = write_string_attr(w->file, "format", SSL_EMB_FORMAT, w->tmp, err);
-    if (st == SSL_OK) st = write_i64_attr(w->file, "format_version", SSL_EMB_FORMAT_VERSION, w->tmp, err);
+    enum ssl_status st = ssl_h5_write_string_attr(w->file, "format", SSL_EMB_FORMAT, w->tmp, err);
+    if (st == SSL_OK) st = ssl_h5_write_i64_attr(w->file, "format_version", SSL_EMB_FORMAT_VERSION, w->tmp, err);
     for (int i = 0; i < n && st == SSL_OK; ++i) {
         const struct ssl_emb_attr *a = &attrs[i];
         if (is_format_attr(a->name)) continue; /* checked equal to the library's, written above */
-        st = a->is_string ? write_string_attr(w->file, a->name, a->str, w->tmp, err)
-                          : write_i64_attr(w->file, a->name, a->i64, w->tmp, err);
+        st = a->is_string ? ssl_h5_write_string_attr(w->file, a->name, a->str, w->tmp, err)
+                          : ssl_h5_write_i64_attr(w->file, a->name, a->i64, w->tmp, err);
     }
-    return agree(w->comm, st, err);
+    return ssl_h5_agree(w->comm, st, err);
 }
 
 static enum ssl_status write_body(const struct wctx *w, const struct ssl_emb_block *b,
@@ -405,34 +312,21 @@ static enum ssl_status write_body(const struct wctx *w, const struct ssl_emb_blo
     return st;
 }
 
-/* A file-access list for the MPI-IO driver with collective metadata operations. */
-static hid_t mpio_fapl(MPI_Comm comm)
-{
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0) return fapl;
-    if (H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0 || H5Pset_all_coll_metadata_ops(fapl, 1) < 0 ||
-        H5Pset_coll_metadata_write(fapl, 1) < 0) {
-        H5Pclose(fapl);
-        return H5I_INVALID_HID;
-    }
-    return fapl;
-}
-
 /* Collective: creates the file and the collective transfer list; *created says whether this
  * rank's create succeeded (so rank 0 knows whether there is a .tmp to remove). */
 static enum ssl_status open_tmp(struct wctx *w, bool *created, struct ssl_error *err)
 {
-    hid_t fapl = mpio_fapl(w->comm);
+    hid_t fapl = ssl_h5_mpio_fapl(w->comm);
     enum ssl_status st = SSL_OK;
-    if (fapl < 0) st = h5_fail(err, SSL_E_OTHER, w->tmp, "MPI-IO file access");
+    if (fapl < 0) st = ssl_h5_fail(err, SSL_E_OTHER, w->tmp, "MPI-IO file access");
     else if ((w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)) < 0)
-        st = h5_fail(err, SSL_E_OTHER, w->tmp, "cannot create");
+        st = ssl_h5_fail(err, SSL_E_OTHER, w->tmp, "cannot create");
     if (fapl >= 0) H5Pclose(fapl);
     *created = w->file >= 0;
     w->dxpl = H5Pcreate(H5P_DATASET_XFER);
     if (st == SSL_OK && (w->dxpl < 0 || H5Pset_dxpl_mpio(w->dxpl, H5FD_MPIO_COLLECTIVE) < 0))
-        st = h5_fail(err, SSL_E_OTHER, w->tmp, "collective transfer");
-    return agree(w->comm, st, err);
+        st = ssl_h5_fail(err, SSL_E_OTHER, w->tmp, "collective transfer");
+    return ssl_h5_agree(w->comm, st, err);
 }
 
 /* Collective: the whole file into tmp, flushed and closed; agreed. */
@@ -444,33 +338,21 @@ static enum ssl_status write_tmp(struct wctx *w, const struct ssl_emb_block *b,
     if (st == SSL_OK) st = write_body(w, b, attrs, n_attrs, err);
     if (w->dxpl >= 0) H5Pclose(w->dxpl);
     if (w->file >= 0) {
-        if (st == SSL_OK && H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0) st = h5_fail(err, SSL_E_OTHER, w->tmp, "flush");
-        if (H5Fclose(w->file) < 0 && st == SSL_OK) st = h5_fail(err, SSL_E_OTHER, w->tmp, "close");
+        if (st == SSL_OK && H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0) st = ssl_h5_fail(err, SSL_E_OTHER, w->tmp, "flush");
+        if (H5Fclose(w->file) < 0 && st == SSL_OK) st = ssl_h5_fail(err, SSL_E_OTHER, w->tmp, "close");
     }
-    return agree(w->comm, st, err);
-}
-
-static enum ssl_status fsync_path(const char *path, int flags, struct ssl_error *err)
-{
-    int fd = open(path, flags);
-    if (fd < 0 || fsync(fd) != 0) {
-        int e = errno;
-        if (fd >= 0) close(fd);
-        return ssl_error_set(err, SSL_E_OTHER, "%s: fsync: %s", path, strerror(e));
-    }
-    close(fd);
-    return SSL_OK;
+    return ssl_h5_agree(w->comm, st, err);
 }
 
 /* Rank 0: data on disk before the name, the name on disk before we return. */
 static enum ssl_status publish(const char *tmp, const char *path, struct ssl_error *err)
 {
-    enum ssl_status st = fsync_path(tmp, O_RDONLY, err);
+    enum ssl_status st = ssl_h5_fsync_path(tmp, O_RDONLY, err);
     if (st == SSL_OK && rename(tmp, path) != 0)
         st = ssl_error_set(err, SSL_E_OTHER, "%s: cannot rename %s to it: %s", path, tmp, strerror(errno));
     if (st != SSL_OK) return st;
     char *dir = dir_of(path);
-    st = fsync_path(dir, O_RDONLY | O_DIRECTORY, err);
+    st = ssl_h5_fsync_path(dir, O_RDONLY | O_DIRECTORY, err);
     free(dir);
     return st;
 }
@@ -482,9 +364,9 @@ static enum ssl_status check_everywhere(MPI_Comm comm, const char *path, const s
 {
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
-    enum ssl_status st = agree(comm, check_call(path, b, attrs, n_attrs, err), err);
+    enum ssl_status st = ssl_h5_agree(comm, check_call(path, b, attrs, n_attrs, err), err);
     if (st == SSL_OK)
-        st = agree(comm, gather_layout(comm, b, call_hash(path, attrs, n_attrs), path, lay, err), err);
+        st = ssl_h5_agree(comm, gather_layout(comm, b, call_hash(path, attrs, n_attrs), path, lay, err), err);
     if (st == SSL_OK) st = from_root(comm, rank == 0 ? check_dir(path, err) : SSL_OK, err);
     return st;
 }
@@ -496,8 +378,8 @@ enum ssl_status ssl_emb_write(const char *path, const struct ssl_emb_block *loca
     MPI_Comm world = comm != NULL ? comm->world : MPI_COMM_SELF;
     int rank = 0;
     MPI_Comm_rank(world, &rank);
-    struct h5_quiet q;
-    h5_quiet_begin(&q);
+    struct ssl_h5_quiet q;
+    ssl_h5_quiet_begin(&q);
     struct wctx w = {world, NULL, H5I_INVALID_HID, H5I_INVALID_HID, {0, 0, 0, 0}};
     enum ssl_status st = check_everywhere(world, path, local, attrs, n_attrs, &w.lay, err);
     char *tmp = NULL;
@@ -514,7 +396,7 @@ enum ssl_status ssl_emb_write(const char *path, const struct ssl_emb_block *loca
     /* unlink, not remove: a directory that happens to bear the .tmp name is not ours */
     if (st != SSL_OK && created && rank == 0) unlink(tmp);
     free(tmp);
-    h5_quiet_end(&q);
+    ssl_h5_quiet_end(&q);
     return st;
 }
 
@@ -574,7 +456,7 @@ static enum ssl_status read_attr(hid_t attr, const char *name, struct attr_list 
             d->attrs[d->n_attrs++] = a;
         } else {
             free((char *)a.name);
-            st = h5_fail(l->err, SSL_E_DATA, l->path, name);
+            st = ssl_h5_fail(l->err, SSL_E_DATA, l->path, name);
         }
     }
     if (t >= 0) H5Tclose(t);
@@ -587,7 +469,7 @@ static herr_t attr_cb(hid_t loc, const char *name, const H5A_info_t *info, void 
     (void)info;
     struct attr_list *l = data;
     hid_t attr = H5Aopen(loc, name, H5P_DEFAULT);
-    l->st = attr < 0 ? h5_fail(l->err, SSL_E_DATA, l->path, name) : read_attr(attr, name, l);
+    l->st = attr < 0 ? ssl_h5_fail(l->err, SSL_E_DATA, l->path, name) : read_attr(attr, name, l);
     if (attr >= 0) H5Aclose(attr);
     return l->st == SSL_OK ? 0 : 1;
 }
@@ -604,7 +486,7 @@ static enum ssl_status read_attrs(hid_t file, const char *path, struct ssl_emb_d
     hsize_t idx = 0;
     herr_t rc = H5Aiterate2(file, H5_INDEX_NAME, H5_ITER_INC, &idx, attr_cb, &l);
     if (l.st != SSL_OK) return l.st;
-    if (rc < 0) return h5_fail(err, SSL_E_DATA, path, "root attributes");
+    if (rc < 0) return ssl_h5_fail(err, SSL_E_DATA, path, "root attributes");
     if (d->n_attrs > 0) qsort(d->attrs, (size_t)d->n_attrs, sizeof *d->attrs, cmp_attr);
     return SSL_OK;
 }
@@ -640,7 +522,7 @@ static enum ssl_status check_shape(hid_t dset, const struct dwant *want, const c
     enum ssl_status st = SSL_OK;
     dims[0] = 0;
     dims[1] = 1;
-    if (t < 0 || s < 0) st = h5_fail(err, SSL_E_DATA, path, want->name);
+    if (t < 0 || s < 0) st = ssl_h5_fail(err, SSL_E_DATA, path, want->name);
     else if (H5Tget_class(t) != want->cls)
         st = ssl_error_set(err, SSL_E_DATA, "%s: /%s must hold %s", path, want->name,
                            want->cls == H5T_FLOAT ? "floating-point numbers" : "integers");
@@ -672,7 +554,7 @@ static enum ssl_status read_dataset(hid_t file, const char *path, const struct d
         if (*data == NULL) st = ssl_error_set(err, SSL_E_OTHER, "%s: /%s: out of memory", path, want->name);
     }
     if (st == SSL_OK && *rows * *cols > 0 && H5Dread(dset, want->mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, *data) < 0)
-        st = h5_fail(err, SSL_E_DATA, path, want->name);
+        st = ssl_h5_fail(err, SSL_E_DATA, path, want->name);
     H5Dclose(dset);
     return st;
 }
@@ -695,8 +577,8 @@ static enum ssl_status read_datasets(hid_t file, const char *path, struct ssl_em
 enum ssl_status ssl_emb_read(const char *path, struct ssl_emb_data *out, struct ssl_error *err)
 {
     memset(out, 0, sizeof *out);
-    struct h5_quiet q;
-    h5_quiet_begin(&q);
+    struct ssl_h5_quiet q;
+    ssl_h5_quiet_begin(&q);
     enum ssl_status st = SSL_OK;
     FILE *probe = path != NULL ? fopen(path, "rb") : NULL;
     if (probe == NULL)
@@ -704,13 +586,13 @@ enum ssl_status ssl_emb_read(const char *path, struct ssl_emb_data *out, struct 
     else fclose(probe);
     hid_t file = H5I_INVALID_HID;
     if (st == SSL_OK && (file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0)
-        st = h5_fail(err, SSL_E_DATA, path, "cannot open as HDF5");
+        st = ssl_h5_fail(err, SSL_E_DATA, path, "cannot open as HDF5");
     if (st == SSL_OK) st = read_attrs(file, path, out, err);
     if (st == SSL_OK) st = check_format(out, path, err);
     if (st == SSL_OK) st = read_datasets(file, path, out, err);
     if (file >= 0) H5Fclose(file);
     if (st != SSL_OK) ssl_emb_free(out);
-    h5_quiet_end(&q);
+    ssl_h5_quiet_end(&q);
     return st;
 }
 

@@ -109,33 +109,6 @@ enum ssl_status ssl_h5_read_matrix(const char *path, const char *dataset, double
 
 /* ---- collective ---------------------------------------------------------------------------- */
 
-enum ssl_status ssl_h5_agree(MPI_Comm comm, enum ssl_status st, struct ssl_error *err)
-{
-    int rank = 0, size = 1;
-    MPI_Comm_rank(comm, &rank);
-    MPI_Comm_size(comm, &size);
-    /* max over ranks of {succeeded, -rank if failed}: whether any rank succeeded, and the
-     * lowest failing rank, in one reduction */
-    int mine[2] = {st == SSL_OK, st != SSL_OK ? -rank : -size}, all[2] = {0, 0};
-    MPI_Allreduce(mine, all, 2, MPI_INT, MPI_MAX, comm);
-    int first = -all[1];
-    if (first == size) return SSL_OK;
-    int code = (int)st;
-    char msg[sizeof err->msg];
-    if (rank == first) { /* the prefix, then as much of the message as fits */
-        int used = all[0] && size > 1 ? snprintf(msg, sizeof msg, "[rank %d/%d] ", rank, size) : 0;
-        size_t at = (size_t)used, len = strnlen(err->msg, sizeof msg - 1 - at);
-        memcpy(msg + at, err->msg, len);
-        msg[at + len] = '\0';
-    }
-    MPI_Bcast(&code, 1, MPI_INT, first, comm);
-    MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, first, comm);
-    /* overwrite: a rank's own (later) error must not win over the agreed one */
-    err->code = (enum ssl_status)code;
-    memcpy(err->msg, msg, sizeof msg);
-    return err->code;
-}
-
 struct ssl_h5_reader {
     MPI_Comm comm;
     hid_t file, dxpl; /* dxpl: collective transfer */

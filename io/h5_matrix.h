@@ -17,6 +17,7 @@
 #include <mpi.h>
 
 #include "check.h"
+#include "h5_util.h" /* ssl_h5_agree */
 
 /* Whether `dataset` exists in the file (false too when the file cannot be opened). */
 bool ssl_h5_has(const char *path, const char *dataset);
@@ -26,11 +27,6 @@ enum ssl_status ssl_h5_read_matrix(const char *path, const char *dataset, double
                                    int64_t *rows, int64_t *cols, struct ssl_error *err);
 
 /* ---- collective ---------------------------------------------------------------------------- */
-
-/* Collective over comm: the status of the lowest failing rank, and its message, on every
- * rank. When some ranks succeeded (the failure is that rank's own), the message starts with
- * "[rank r/P] " so the one line printed names it. SSL_OK when no rank failed. */
-enum ssl_status ssl_h5_agree(MPI_Comm comm, enum ssl_status st, struct ssl_error *err);
 
 /* An HDF5 file open for collective reads (MPI-IO driver) over a communicator. */
 struct ssl_h5_reader;

@@ -2,27 +2,15 @@
 # sizes, an empty rank at np 3; rows, labels, indices and attributes read back by rank 0), the
 # failures every rank must agree on (np 1 and 3), an independent h5py check of the np 2 file
 # (names, shapes, dtypes, chunking, values, attributes) and `ssltrain analyze` on it.
-add_executable(test_embeddings_mpi test_embeddings_mpi.c)
-target_link_libraries(test_embeddings_mpi PRIVATE ssl_app)
-target_compile_options(test_embeddings_mpi PRIVATE -UNDEBUG)
+ssl_test_program(test_embeddings_mpi test_embeddings_mpi.c mpi_test_util.c)
 set(SSL_EMB_TEST_DIR ${CMAKE_CURRENT_BINARY_DIR}/embeddings_mpi)
-# Open MPI leaks at exit in its own libraries (see ssl_unit_test's INITS_MPI).
-set(SSL_EMB_MPI_ENV ${SSL_MPI_TEST_ENV} ASAN_OPTIONS=detect_leaks=0)
 foreach(mode_np "write;1" "write;2" "write;3" "fail;1" "fail;3")
   list(GET mode_np 0 mode)
   list(GET mode_np 1 np)
-  if(np GREATER 2)
-    set(procs 2)
-  else()
-    set(procs ${np})
-  endif()
-  add_test(NAME embeddings_mpi_${mode}_np${np}
-           COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} ${MPIEXEC_PREFLAGS}
-                   $<TARGET_FILE:test_embeddings_mpi> ${MPIEXEC_POSTFLAGS} ${mode} ${SSL_EMB_TEST_DIR}/${mode}-np${np})
   # HDF5 must not print its error stack: our one-line messages replace it
-  set_tests_properties(embeddings_mpi_${mode}_np${np} PROPERTIES ENVIRONMENT "${SSL_EMB_MPI_ENV}"
-                       PROCESSORS ${procs} TIMEOUT 60 LABELS "mpi;io"
-                       FAIL_REGULAR_EXPRESSION "HDF5-DIAG|check failed")
+  ssl_mpi_test(NAME embeddings_mpi_${mode} TARGET test_embeddings_mpi NP ${np} NO_LEAK_CHECK
+               ARGS ${mode} ${SSL_EMB_TEST_DIR}/${mode}-np${np} LABELS mpi io TIMEOUT 60
+               PROPERTIES FAIL_REGULAR_EXPRESSION "HDF5-DIAG|check failed")
 endforeach()
 set_tests_properties(embeddings_mpi_write_np2 PROPERTIES FIXTURES_SETUP emb_np2)
 

@@ -38,6 +38,7 @@
 #include "check.h"
 #include "comm.h"
 #include "eig_gram.h"
+#include "mpi_test_util.h"
 #include "rng.h"
 
 static const uint64_t SEED = 20261123;
@@ -72,18 +73,7 @@ static double *alloc_doubles(int64_t count)
 static void random_orthogonal(double *q, int64_t n, struct ssl_rng *rng)
 {
     for (int64_t i = 0; i < n * n; i++) q[i] = ssl_rng_normal(rng);
-    for (int pass = 0; pass < 2; pass++)
-        for (int64_t k = 0; k < n; k++) {
-            for (int64_t j = 0; j < k; j++) {
-                double dot = 0;
-                for (int64_t i = 0; i < n; i++) dot += q[i * n + j] * q[i * n + k];
-                for (int64_t i = 0; i < n; i++) q[i * n + k] -= dot * q[i * n + j];
-            }
-            double norm = 0;
-            for (int64_t i = 0; i < n; i++) norm += q[i * n + k] * q[i * n + k];
-            norm = sqrt(norm);
-            for (int64_t i = 0; i < n; i++) q[i * n + k] /= norm;
-        }
+    mpi_test_orthonormalize(q, n);
 }
 
 /* out (n, n) = Q diag(d) Q^T, exactly symmetric (the upper triangle mirrored). */
@@ -147,13 +137,6 @@ static void problem_free(struct problem *p)
 
 /* ---- references and errors (rank 0, plain loops) ---------------------------------------- */
 
-static double max_abs(const double *x, int64_t count)
-{
-    double m = 0;
-    for (int64_t i = 0; i < count; i++) m = fmax(m, fabs(x[i]));
-    return m;
-}
-
 /* out (n, n) = a b, both (n, n). */
 static void matmul(double *out, const double *a, const double *b, int64_t n)
 {
@@ -180,7 +163,7 @@ static void reference_from_factors(double *w_ref, const struct problem *p, doubl
 static void block_errors(double *err, const double *w, const double *ref, const struct problem *p,
                          int size)
 {
-    const double scale = max_abs(ref, p->n * p->n);
+    const double scale = mpi_test_max_abs(ref, p->n * p->n);
     for (int r = 0; r < size; r++) {
         double e = 0;
         for (int64_t i = r * p->rows * p->n; i < (r + 1) * p->rows * p->n; i++)
@@ -222,7 +205,7 @@ static void inverse_errors(double *err, const double *w, const struct problem *p
 /* Per row block: max |W_ij - W_ji| relative to max |W|. */
 static void symmetry_errors(double *err, const double *w, const struct problem *p, int size)
 {
-    const double scale = max_abs(w, p->n * p->n);
+    const double scale = mpi_test_max_abs(w, p->n * p->n);
     for (int r = 0; r < size; r++) {
         double e = 0;
         for (int64_t i = r * p->rows; i < (r + 1) * p->rows; i++)

@@ -28,6 +28,7 @@
 #include "comm.h"
 #include "eig_scalapack.h"
 #include "linalg.h"
+#include "mpi_test_util.h"
 
 static const uint64_t SEED = 20261123;
 static const double TOL_VALS = 1e-10, TOL_VECS = 1e-8, TOL_RES = 1e-9;
@@ -57,18 +58,7 @@ static void make_matrix(double *a, int64_t n, uint64_t seed)
     SSL_CHECK(q);
     uint64_t state = seed;
     for (int64_t i = 0; i < n * n; i++) q[i] = uniform(&state);
-    for (int pass = 0; pass < 2; pass++)
-        for (int64_t k = 0; k < n; k++) {
-            for (int64_t j = 0; j < k; j++) {
-                double dot = 0;
-                for (int64_t i = 0; i < n; i++) dot += q[i * n + j] * q[i * n + k];
-                for (int64_t i = 0; i < n; i++) q[i * n + k] -= dot * q[i * n + j];
-            }
-            double norm = 0;
-            for (int64_t i = 0; i < n; i++) norm += q[i * n + k] * q[i * n + k];
-            norm = sqrt(norm);
-            for (int64_t i = 0; i < n; i++) q[i * n + k] /= norm;
-        }
+    mpi_test_orthonormalize(q, n);
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j <= i; j++) {
             double s = 0;
@@ -107,13 +97,6 @@ static void report(struct run *r, const char *name, int64_t n, int rc, double er
                same ? "bitwise-equal" : "DIFFER", any || !same ? "FAIL" : "ok");
 }
 
-static double max_abs(const double *x, int64_t count)
-{
-    double m = 0;
-    for (int64_t i = 0; i < count; i++) m = fmax(m, fabs(x[i]));
-    return m;
-}
-
 static void check_n(struct run *r, int64_t n)
 {
     const int64_t nn = n * n;
@@ -125,7 +108,7 @@ static void check_n(struct run *r, int64_t n)
     make_matrix(a, n, SEED + (uint64_t)n);
     memcpy(ref_u, a, (size_t)nn * sizeof *a);
     SSL_CHECK(ssl_linalg_syevd(ref_u, ref_l, n, work) == 0);
-    const double scale = max_abs(ref_l, n);
+    const double scale = mpi_test_max_abs(ref_l, n);
 
     static const char *const names[3] = {"lapack", "replicated", "scalapack"};
     for (int mode = 0; mode < 3; mode++) {

@@ -20,6 +20,7 @@
 #include <zlib.h>
 
 #include "checkpoint.h"
+#include "mpi_test_util.h"
 
 enum { N_ENTRIES = 7 };
 
@@ -32,17 +33,6 @@ static const struct ssl_ckpt_entry g_shape[N_ENTRIES] = {
     {"state/queue", SSL_CKPT_U8, 3, {5, 2, 7}, NULL},
     {"optim/momentum", SSL_CKPT_F32, 2, {1000, 33}, NULL},
 };
-
-static int g_rank, g_size, g_fails;
-
-#define CHECK(cond)                                                                        \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "[rank %d/%d] %s:%d: check failed: %s\n", g_rank, g_size,      \
-                    __FILE__, __LINE__, #cond);                                            \
-            ++g_fails;                                                                     \
-        }                                                                                  \
-    } while (0)
 
 static int64_t count_of(const struct ssl_ckpt_entry *e)
 {
@@ -246,9 +236,7 @@ static void read_mode(const char *dir, const struct ssl_comm *comm)
 
 int main(int argc, char **argv)
 {
-    MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    mpi_test_init(&argc, &argv);
     if (argc != 3 || (strcmp(argv[1], "write") != 0 && strcmp(argv[1], "read") != 0)) {
         if (g_rank == 0) fprintf(stderr, "usage: %s write|read DIR\n", argv[0]);
         MPI_Finalize();
@@ -257,11 +245,5 @@ int main(int argc, char **argv)
     struct ssl_comm comm = {MPI_COMM_WORLD, g_rank, g_size};
     if (strcmp(argv[1], "write") == 0) write_mode(argv[2], &comm);
     else read_mode(argv[2], &comm);
-    int total = 0;
-    MPI_Allreduce(&g_fails, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    if (g_rank == 0)
-        printf("test_checkpoint_mpi %s np=%d: %s (%d failures)\n", argv[1], g_size,
-               total ? "FAILED" : "passed", total);
-    MPI_Finalize();
-    return total ? 1 : 0;
+    return mpi_test_finish("test_checkpoint_mpi", argv[1]);
 }

@@ -26,19 +26,9 @@
 #include <zlib.h>
 
 #include "embeddings.h"
+#include "mpi_test_util.h"
 
 enum { DH = 1000, DZ = 7 };
-
-static int g_rank, g_size, g_fails;
-
-#define CHECK(cond)                                                                        \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "[rank %d/%d] %s:%d: check failed: %s\n", g_rank, g_size,      \
-                    __FILE__, __LINE__, #cond);                                            \
-            ++g_fails;                                                                     \
-        }                                                                                  \
-    } while (0)
 
 /* Rows of rank r of P: different sizes, rank 1 empty from P = 3 on. */
 static int64_t rows_of(int r, int P)
@@ -359,9 +349,7 @@ static void make_dirs(const char *dir)
 
 int main(int argc, char **argv)
 {
-    MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    mpi_test_init(&argc, &argv);
     if (argc != 3 || (strcmp(argv[1], "write") != 0 && strcmp(argv[1], "fail") != 0)) {
         if (g_rank == 0) fprintf(stderr, "usage: test_embeddings_mpi write|fail DIR\n");
         MPI_Finalize();
@@ -376,10 +364,5 @@ int main(int argc, char **argv)
     } else {
         run_failures(dir);
     }
-    int any = 0;
-    MPI_Allreduce(&g_fails, &any, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    if (g_rank == 0)
-        printf("test_embeddings_mpi %s np=%d: %s (%d failures)\n", argv[1], g_size, any ? "FAILED" : "passed", any);
-    MPI_Finalize();
-    return any ? 1 : 0;
+    return mpi_test_finish("test_embeddings_mpi", argv[1]);
 }

@@ -33,6 +33,7 @@
 #include "comm.h"
 #include "config.h"
 #include "h5_matrix.h"
+#include "h5_util.h"
 #include "loss_comm.h"
 #include "loss_tool.h"
 #include "losses/contrastive.h"
@@ -517,29 +518,15 @@ static bool write_dataset(hid_t loc, const char *name, int ndims, const hsize_t 
     return ok;
 }
 
-/* Collective: every rank writes the same attribute values (HDF5 requires it). */
+/* Collective: every rank writes the same attribute values (HDF5 requires it): strings as
+ * variable-length UTF-8 (h5py reads str), as io/dataset_hdf5.c writes its attributes. */
 static bool write_attrs(hid_t f, const char *source, int64_t ranks)
 {
-    /* variable-length UTF-8 (h5py reads str), as io/dataset_hdf5.c writes its attributes */
-    hid_t type = H5Tcopy(H5T_C_S1), space = H5Screate(H5S_SCALAR);
-    bool ok = type >= 0 && space >= 0 && H5Tset_size(type, H5T_VARIABLE) >= 0 &&
-              H5Tset_cset(type, H5T_CSET_UTF8) >= 0;
-    const char *names[2] = {"source", "format"}, *values[2] = {source, "ssltrain-loss"};
-    for (int i = 0; i < 2 && ok; i++) {
-        hid_t a = H5Acreate2(f, names[i], type, space, H5P_DEFAULT, H5P_DEFAULT);
-        ok = a >= 0 && H5Awrite(a, type, &values[i]) >= 0;
-        if (a >= 0) ok = H5Aclose(a) >= 0 && ok;
-    }
-    const char *int_names[2] = {"format_version", "ranks"};
-    int64_t int_values[2] = {1, ranks};
-    for (int i = 0; i < 2 && ok; i++) {
-        hid_t a = H5Acreate2(f, int_names[i], H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT);
-        ok = a >= 0 && H5Awrite(a, H5T_NATIVE_INT64, &int_values[i]) >= 0;
-        if (a >= 0) ok = H5Aclose(a) >= 0 && ok;
-    }
-    if (space >= 0) H5Sclose(space);
-    if (type >= 0) H5Tclose(type);
-    return ok;
+    struct ssl_error ignored = {.code = SSL_OK}; /* the caller says which file and what */
+    return ssl_h5_write_string_attr(f, "source", source, "", &ignored) == SSL_OK &&
+           ssl_h5_write_string_attr(f, "format", "ssltrain-loss", "", &ignored) == SSL_OK &&
+           ssl_h5_write_i64_attr(f, "format_version", 1, "", &ignored) == SSL_OK &&
+           ssl_h5_write_i64_attr(f, "ranks", ranks, "", &ignored) == SSL_OK;
 }
 
 /* Collective: OUT.h5.tmp created with the MPI-IO driver (*f, and the collective transfer list
@@ -547,10 +534,8 @@ static bool write_attrs(hid_t f, const char *source, int64_t ranks)
 static enum ssl_status create_output(const char *tmp, const struct ssl_comm *comm, hid_t *f, hid_t *dxpl,
                                      struct ssl_error *err)
 {
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    bool ok = fapl >= 0 && H5Pset_fapl_mpio(fapl, comm->world, MPI_INFO_NULL) >= 0 &&
-              H5Pset_all_coll_metadata_ops(fapl, 1) >= 0 && H5Pset_coll_metadata_write(fapl, 1) >= 0;
-    *f = ok ? H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl) : H5I_INVALID_HID;
+    hid_t fapl = ssl_h5_mpio_fapl(comm->world);
+    *f = fapl >= 0 ? H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl) : H5I_INVALID_HID;
     if (fapl >= 0) H5Pclose(fapl);
     if (*f < 0) return ssl_error_set(err, SSL_E_OTHER, "%s: cannot create", tmp);
     *dxpl = H5Pcreate(H5P_DATASET_XFER);
