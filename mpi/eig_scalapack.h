@@ -15,9 +15,8 @@
  *   - one BLACS context per call over comm->world (Csys2blacs_handle, Cblacs_gridinit, then
  *     Cblacs_gridexit and Cfree_blacs_system_handle); Cblacs_exit is never called (it would
  *     finalize MPI);
- *   - NOT provided yet: the (B x B) instance-Gram variant that builds the block-cyclic matrix
- *     from block rows after an allgather without replicating it, and the pdgemm whitening
- *     product. */
+ *   - the (B x B) instance-Gram case, given as block rows and never replicated, with the
+ *     whitening product by pdgemm, is mpi/eig_gram.h. */
 #ifndef SSL_MPI_EIG_SCALAPACK_H
 #define SSL_MPI_EIG_SCALAPACK_H
 

@@ -118,7 +118,12 @@ void ssl_config_value_text(const struct ssl_config *cfg, const struct ssl_key_sp
 {
     switch (k->type) {
     case SSL_KEY_INT: snprintf(buf, n_bytes, "%lld", (long long)ssl_config_int(cfg, k->key)); break;
-    case SSL_KEY_FLOAT: snprintf(buf, n_bytes, "%.17g", ssl_config_float(cfg, k->key)); break;
+    case SSL_KEY_FLOAT: { /* the shortest text that reads back as the same double */
+        double v = ssl_config_float(cfg, k->key);
+        snprintf(buf, n_bytes, "%.15g", v);
+        if (strtod(buf, NULL) != v) snprintf(buf, n_bytes, "%.17g", v);
+        break;
+    }
     case SSL_KEY_BOOL: snprintf(buf, n_bytes, "%s", ssl_config_bool(cfg, k->key) ? "true" : "false"); break;
     case SSL_KEY_STRING:
     case SSL_KEY_ENUM: snprintf(buf, n_bytes, "%s", ssl_config_str(cfg, k->key)); break;
@@ -133,7 +138,7 @@ void ssl_config_value_text(const struct ssl_config *cfg, const struct ssl_key_sp
             if (k->type == SSL_KEY_INT_LIST)
                 used += (size_t)snprintf(buf + used, n_bytes - used, "%s%lld", i ? "," : "", (long long)ints[i]);
             else
-                used += (size_t)snprintf(buf + used, n_bytes - used, "%s%.17g", i ? "," : "",
+                used += (size_t)snprintf(buf + used, n_bytes - used, "%s%.15g", i ? "," : "",
                                          ssl_config_float_at(cfg, k->key, i));
         }
         break;
