@@ -440,7 +440,15 @@ enum ssl_status ssl_train_check(const struct ssl_config *cfg, const struct ssl_c
     if (!rc) rc = ssl_model_cfg_from_config(&mc, cfg, err);
     if (!rc) {
         mc.prototypes = m.kind == SSL_METHOD_SWAV ? m.prototypes : 0;
-        rc = ssl_model_build(&model, &mc, global / comm->size / acc, m.n_views, err);
+        /* shapes do not depend on the batch: 2 rows (BatchNorm's minimum) keep the check cheap
+         * even for the large-batch jobs; the per-rank batch is checked above */
+        int64_t micro = global / comm->size / acc;
+        if (micro < 2)
+            rc = ssl_error_set(err, SSL_E_USAGE, "data.batch=%lld gives %lld rows per rank and "
+                               "micro-batch: BatchNorm needs at least 2", (long long)global,
+                               (long long)micro);
+        else
+            rc = ssl_model_build(&model, &mc, 2, m.n_views, err);
         if (!rc) {
             ssl_log(lg, SSL_LOG_INFO, "check: method %s, %s, %lld parameters, %d views, global batch %lld: ok",
                     ssl_method_name(m.kind), ssl_config_str(cfg, "model.backbone"),
