@@ -94,28 +94,26 @@ static int64_t simclr_work(const struct ssl_loss_ctx *c, int64_t n, const void *
     return ssl_simclr_nt_xent_work_elems(c, n, D, NULL);
 }
 
+/* extra: const struct ssl_vicreg_opts * (the path) or NULL */
 static int vicreg(double *v, ssl_real *g1, ssl_real *g2, const ssl_real *const x[4], int64_t n,
                   const void *extra, const struct ssl_loss_ctx *c, double *work)
 {
-    (void)extra;
-    return ssl_vicreg_full_loss(v, NULL, g1, g2, x[0], x[1], n, D, NULL, c, work);
+    return ssl_vicreg_full_loss(v, NULL, g1, g2, x[0], x[1], n, D, extra, c, work);
 }
 static int64_t vicreg_work(const struct ssl_loss_ctx *c, int64_t n, const void *extra)
 {
-    (void)extra;
-    return ssl_vicreg_full_work_elems(c, n, D, NULL);
+    return ssl_vicreg_full_work_elems(c, n, D, extra);
 }
 
+/* extra: const struct ssl_barlow_opts * (the path) or NULL */
 static int barlow(double *v, ssl_real *g1, ssl_real *g2, const ssl_real *const x[4], int64_t n,
                   const void *extra, const struct ssl_loss_ctx *c, double *work)
 {
-    (void)extra;
-    return ssl_barlow_loss(v, NULL, g1, g2, x[0], x[1], n, D, NULL, c, work);
+    return ssl_barlow_loss(v, NULL, g1, g2, x[0], x[1], n, D, extra, c, work);
 }
 static int64_t barlow_work(const struct ssl_loss_ctx *c, int64_t n, const void *extra)
 {
-    (void)extra;
-    return ssl_barlow_work_elems(c, n, D, NULL);
+    return ssl_barlow_work_elems(c, n, D, extra);
 }
 
 /* extra: const struct ssl_w2_opts * (the route) */
@@ -446,6 +444,13 @@ int main(int argc, char **argv)
     check_loss(&r, "simclr nt-xent", simclr, simclr_work, NULL, x);
     check_loss(&r, "vicreg", vicreg, vicreg_work, NULL, x);
     check_loss(&r, "barlow twins", barlow, barlow_work, NULL, x);
+    /* the INSTANCE path (AUTO takes it when N < d): gathered rows, N x N Gram matrices */
+    struct ssl_vicreg_opts vi = ssl_vicreg_defaults();
+    struct ssl_barlow_opts bi = ssl_barlow_defaults();
+    vi.path = SSL_REDUNDANCY_PATH_INSTANCE;
+    bi.path = SSL_REDUNDANCY_PATH_INSTANCE;
+    check_loss(&r, "vicreg (instance, gathered)", vicreg, vicreg_work, &vi, x);
+    check_loss(&r, "barlow (instance, gathered)", barlow, barlow_work, &bi, x);
     check_eig_losses(&r, "", x);
     struct run rs = r;
     rs.ctx.comm = &lc_scalapack;

@@ -19,13 +19,81 @@
 #include "../linalg.h"
 #include "losses.h"
 
+/* The path of this call; several ranks (global rows != n) take INSTANCE only through
+ * gathered_instance below, so what is resolved here for them is FEATURE. */
 static enum ssl_redundancy_path resolve_path(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
                                              enum ssl_redundancy_path p)
 {
-    if (c != NULL && c->comm != NULL && c->comm->sum != NULL) return SSL_REDUNDANCY_PATH_FEATURE;
+    int64_t N = ssl_loss_global_rows(c, n);
+    if (N != n) return SSL_REDUNDANCY_PATH_FEATURE;
     if (p == SSL_REDUNDANCY_PATH_AUTO)
         return n < d ? SSL_REDUNDANCY_PATH_INSTANCE : SSL_REDUNDANCY_PATH_FEATURE;
     return p;
+}
+
+/* Several ranks and the INSTANCE path wanted (asked for, or AUTO with N < d): both views are
+ * gathered and the loss is computed on the global batch as in one process. */
+static bool gathered_instance(const struct ssl_loss_ctx *c, int64_t n, int64_t d,
+                              enum ssl_redundancy_path p)
+{
+    if (c == NULL || c->comm == NULL || c->comm->gather == NULL) return false;
+    int64_t N = ssl_loss_global_rows(c, n);
+    return N != n && (p == SSL_REDUNDANCY_PATH_INSTANCE || (p == SSL_REDUNDANCY_PATH_AUTO && N < d));
+}
+
+/* Doubles of the gathered route besides the one-process work: this rank's rows, the gathered
+ * rows, and both views and their gradients as ssl_real (one double slot per element). */
+static int64_t gathered_elems(int64_t n, int64_t N, int64_t d)
+{
+    return n * d + N * d + 4 * N * d;
+}
+
+typedef int (*pair_loss)(double *value, double *terms, ssl_real *da, ssl_real *db,
+                         const ssl_real *a, const ssl_real *b, int64_t n, int64_t d,
+                         const void *o, const struct ssl_loss_ctx *c, double *work);
+
+/* The gathered route: f is the loss itself, called once on the global batch without a comm. */
+static int gathered_loss(pair_loss f, double *value, double *terms, ssl_real *da, ssl_real *db,
+                         const ssl_real *a, const ssl_real *b, int64_t n, int64_t d, const void *o,
+                         const struct ssl_loss_ctx *c, double *work)
+{
+    int64_t N = ssl_loss_global_rows(c, n), off = 0;
+    double *loc = work, *glob = loc + n * d, *slots = glob + N * d;
+    ssl_real *g[2], *dg[2];
+    for (int v = 0; v < 2; v++) {
+        g[v] = (ssl_real *)(void *)(slots + v * N * d);
+        dg[v] = (ssl_real *)(void *)(slots + (2 + v) * N * d);
+        ssl_loss_to_double(loc, v ? b : a, n * d);
+        int rc = ssl_loss_gather(c, loc, n, d, glob, &off);
+        if (rc) return rc;
+        for (int64_t i = 0; i < N * d; i++) g[v][i] = (ssl_real)glob[i]; /* exact: they were ssl_real */
+        memset(dg[v], 0, (size_t)(N * d) * sizeof(ssl_real));
+    }
+    struct ssl_loss_ctx one = {.comm = NULL, .seed = c->seed, .step = c->step};
+    int rc = f(value, terms, da ? dg[0] : NULL, db ? dg[1] : NULL, g[0], g[1], N, d, o, &one,
+               slots + 4 * N * d);
+    if (rc) return rc;
+    /* every rank holds the whole gradient: its own rows need no scatter */
+    ssl_real *dz[2] = {da, db};
+    for (int v = 0; v < 2; v++)
+        if (dz[v])
+            for (int64_t i = 0; i < n * d; i++) dz[v][i] += dg[v][off * d + i];
+    return 0;
+}
+
+/* The losses with their options type erased, for gathered_loss. */
+static int barlow_erased(double *value, double *terms, ssl_real *da, ssl_real *db,
+                         const ssl_real *a, const ssl_real *b, int64_t n, int64_t d, const void *o,
+                         const struct ssl_loss_ctx *c, double *work)
+{
+    return ssl_barlow_loss(value, terms, da, db, a, b, n, d, o, c, work);
+}
+
+static int vicreg_erased(double *value, double *terms, ssl_real *da, ssl_real *db,
+                         const ssl_real *a, const ssl_real *b, int64_t n, int64_t d, const void *o,
+                         const struct ssl_loss_ctx *c, double *work)
+{
+    return ssl_vicreg_full_loss(value, terms, da, db, a, b, n, d, o, c, work);
 }
 
 /* y (n, d) -= 1 (s / N)^T: centres with the global column sums s. */
@@ -77,6 +145,10 @@ int64_t ssl_barlow_work_elems(const struct ssl_loss_ctx *c, int64_t n, int64_t d
 {
     struct ssl_barlow_opts dflt = ssl_barlow_defaults();
     if (o == NULL) o = &dflt;
+    if (gathered_instance(c, n, d, o->path)) {
+        int64_t N = ssl_loss_global_rows(c, n);
+        return gathered_elems(n, N, d) + ssl_barlow_work_elems(NULL, N, d, o);
+    }
     bool feature = resolve_path(c, n, d, o->path) == SSL_REDUNDANCY_PATH_FEATURE;
     return 4 * n * d + 6 * d + (feature ? d * d : 2 * n * n);
 }
@@ -99,6 +171,11 @@ int ssl_barlow_loss(double *value, double *terms, ssl_real *da, ssl_real *db, co
     if (o == NULL) o = &dflt;
     *value = NAN; /* until it is known: every failure returns before the end */
     SSL_CHECK(n >= 1 && d >= 1);
+    if (gathered_instance(c, n, d, o->path)) {
+        struct ssl_barlow_opts inst = *o;
+        inst.path = SSL_REDUNDANCY_PATH_INSTANCE;
+        return gathered_loss(barlow_erased, value, terms, da, db, a, b, n, d, &inst, c, work);
+    }
     bool feature = resolve_path(c, n, d, o->path) == SSL_REDUNDANCY_PATH_FEATURE;
     double *y1 = work, *y2 = y1 + n * d, *g1 = y2 + n * d, *g2 = g1 + n * d; /* (n, d) each */
     double *s = g2 + n * d;                    /* (2d): column sums, then c_ii and f'(c_ii) */
@@ -214,6 +291,10 @@ int64_t ssl_vicreg_full_work_elems(const struct ssl_loss_ctx *c, int64_t n, int6
 {
     struct ssl_vicreg_opts dflt = ssl_vicreg_defaults();
     if (o == NULL) o = &dflt;
+    if (gathered_instance(c, n, d, o->path)) {
+        int64_t N = ssl_loss_global_rows(c, n);
+        return gathered_elems(n, N, d) + ssl_vicreg_full_work_elems(NULL, N, d, o);
+    }
     bool feature = resolve_path(c, n, d, o->path) == SSL_REDUNDANCY_PATH_FEATURE;
     return 3 * n * d + 4 * d + 1 + (feature ? 2 * d * d : n * n);
 }
@@ -239,6 +320,11 @@ int ssl_vicreg_full_loss(double *value, double *terms, ssl_real *da, ssl_real *d
     if (o == NULL) o = &dflt;
     *value = NAN; /* until it is known: every failure returns before the end */
     SSL_CHECK(n >= 1 && d >= 1);
+    if (gathered_instance(c, n, d, o->path)) {
+        struct ssl_vicreg_opts inst = *o;
+        inst.path = SSL_REDUNDANCY_PATH_INSTANCE;
+        return gathered_loss(vicreg_erased, value, terms, da, db, a, b, n, d, &inst, c, work);
+    }
     bool feature = resolve_path(c, n, d, o->path) == SSL_REDUNDANCY_PATH_FEATURE;
     double *x[2] = {work, work + n * d}, *gx = work + 2 * n * d; /* (n, d) each */
     double *s = gx + n * d;                                     /* (2d + 1) */

@@ -33,11 +33,13 @@
 #include "loss.h"
 
 /* How second-order statistics are formed (Barlow Twins and VICReg):
- *   FEATURE   the (d, d) matrices (z^T z, z1^T z2) are summed with ssl_loss_sum: the only
- *             choice with a comm (it is forced then, whatever was asked);
- *   INSTANCE  one process only: the (n, n) Gram matrices z z^T, which give the same Frobenius
- *             norms (||A^T B||_F^2 = <A A^T, B B^T>_F), d/n times cheaper when n < d;
- *   AUTO      INSTANCE if one process and n < d, FEATURE otherwise. */
+ *   FEATURE   the (d, d) matrices (z^T z, z1^T z2) are summed with ssl_loss_sum;
+ *   INSTANCE  the (N, N) Gram matrices z z^T of the global batch, which give the same
+ *             Frobenius norms (||A^T B||_F^2 = <A A^T, B B^T>_F), d/N times cheaper when
+ *             N < d. On several ranks both views are gathered (2 N d doubles instead of the
+ *             2 d^2 FEATURE sums) and every rank computes the one-process loss on the global
+ *             batch, keeping its own gradient rows;
+ *   AUTO      INSTANCE if N < d, FEATURE otherwise. */
 enum ssl_redundancy_path {
     SSL_REDUNDANCY_PATH_AUTO = 0,
     SSL_REDUNDANCY_PATH_FEATURE,
