@@ -79,19 +79,22 @@ static void chunk_free(struct chunk *c)
 static enum ssl_status one_chunk(struct ssl_features *out, struct chunk *c, struct ssl_model *m,
                                  struct ssl_dataset *ds, const struct ssl_aug_recipe *plain,
                                  uint64_t seed, uint32_t view,
-                                 const int64_t *indices, int64_t first, int64_t count,
+                                 const int64_t *indices, int64_t n, int64_t first, int64_t count,
                                  struct ssl_error *err)
 {
     const struct ssl_dataset_info *in = ssl_dataset_info(ds);
     int64_t b = m->net.batch;
-    /* the last chunk is padded by repeating a row: eval-mode rows are independent */
-    for (int64_t i = 0; i < b; i++) c->idx[i] = count > 0 ? indices[first + (i < count ? i : count - 1)] : 0;
+    /* the last chunk is padded with the list's first rows: BatchNorm rows are independent in
+     * eval mode, and distinct rows keep a batch-statistics layer (Shuffled-DBN's whitening)
+     * well-posed where repeated rows would make its covariance singular */
+    for (int64_t i = 0; i < b; i++) c->idx[i] = count > 0 ? indices[(first + i) % n] : 0;
     enum ssl_status rc = ssl_dataset_read(ds, c->idx, count > 0 ? b : 0, c->images, c->labels, err);
     if (rc || count == 0) return rc;
     ssl_augment_batch(c->x, c->images, c->idx, b, in->channels, in->height, in->width, plain, seed,
                       0, view, c->scratch);
     if (ssl_model_forward(m, 0, c->x, false) != 0)
-        return ssl_error_set(err, SSL_E_OTHER, "eval forward failed");
+        return ssl_error_set(err, SSL_E_NONFINITE, "eval forward of %lld rows failed (a batch-"
+                             "statistics layer on too few distinct rows?)", (long long)count);
     const ssl_real *h = ssl_model_features(m, 0), *z = ssl_model_projection(m, 0);
     for (int64_t i = 0; i < count; i++) {
         for (int64_t k = 0; k < out->dh; k++) out->h[(first + i) * out->dh + k] = (float)h[i * out->dh + k];
@@ -116,8 +119,8 @@ enum ssl_status ssl_features_extract(struct ssl_features *out, struct ssl_model 
     if (!rc) rc = chunk_alloc(&c, b, ssl_dataset_info(ds), plain, err);
     for (int64_t k = 0; k < max_chunks && !rc; k++) {
         int64_t first = k * b, count = first < n ? (n - first < b ? n - first : b) : 0;
-        rc = one_chunk(out, &c, m, ds, plain, seed, view, indices, first < n ? first : 0, count,
-                       err);
+        rc = one_chunk(out, &c, m, ds, plain, seed, view, indices, n, first < n ? first : 0,
+                       count, err);
     }
     chunk_free(&c);
     int bad = rc != SSL_OK, any = 0;
