@@ -141,7 +141,8 @@ static enum ssl_status setup_buffers(struct ssl_engine *e, struct ssl_error *err
     e->dz = alloc_elems(per, sizeof(ssl_real));
     e->dp = alloc_elems(per, sizeof(ssl_real));
     e->tmp = alloc_elems(per, sizeof(ssl_real));
-    e->zcat = alloc_elems(per, sizeof(ssl_real));
+    bool swav = e->method.kind == SSL_METHOD_SWAV;
+    e->zcat = swav ? alloc_elems(per, sizeof(ssl_real)) : NULL;
     e->work_elems = work_elems(e, n, d);
     e->work = alloc_elems(e->work_elems, sizeof(double));
     if (e->method.kind == SSL_METHOD_MOCO) {
@@ -152,7 +153,7 @@ static enum ssl_status setup_buffers(struct ssl_engine *e, struct ssl_error *err
             ssl_moco_queue_init(e->queue, e->method.queue_len, d, &r);
         }
     }
-    if (!e->dz || !e->dp || !e->tmp || !e->zcat || !e->work ||
+    if (!e->dz || !e->dp || !e->tmp || (swav && !e->zcat) || !e->work ||
         (e->method.kind == SSL_METHOD_MOCO && !e->queue))
         return ssl_error_set(err, SSL_E_OTHER, "out of memory for the loss buffers");
     return SSL_OK;
@@ -255,6 +256,11 @@ static struct outs views_of(struct ssl_engine *e)
     return o;
 }
 
+static void scale_views(ssl_real *g, int64_t count, double f)
+{
+    for (int64_t i = 0; i < count; i++) g[i] = (ssl_real)((double)g[i] * f);
+}
+
 /* The SwAV crops concatenated (V n, d) as the loss wants them, and their gradient split back. */
 static int swav_loss(struct ssl_engine *e, double *value, const struct outs *o)
 {
@@ -281,7 +287,7 @@ static int whitening_loss(struct ssl_engine *e, double *value, const struct outs
     if (rc || crc) return rc ? rc : crc;
     if (s[1] > 0) return ssl_error_set(err, SSL_E_NONFINITE, "whitening loss failed on another rank");
     *value = s[0] / P;
-    for (int64_t i = 0; i < e->n_views * n * d; i++) e->dz[i] = (ssl_real)((double)e->dz[i] / P);
+    scale_views(e->dz, e->n_views * n * d, 1.0 / P);
     return rc;
 }
 
@@ -321,9 +327,14 @@ static int main_loss(struct ssl_engine *e, double *value, const struct outs *o,
     case SSL_METHOD_VICREG:
         return ssl_vicreg_full_loss(value, NULL, o->dz[0], o->dz[1], o->z[0], o->z[1], n, d,
                                     &m->vicreg, c, e->work);
-    case SSL_METHOD_ZERO_CL:
-        return ssl_zerocl_loss(value, NULL, o->dz[0], o->dz[1], o->z[0], o->z[1], n, d,
-                               &m->zerocl, c, e->work);
+    case SSL_METHOD_ZERO_CL: {
+        int rc = ssl_zerocl_loss(value, NULL, o->dz[0], o->dz[1], o->z[0], o->z[1], n, d,
+                                 &m->zerocl, c, e->work);
+        /* per rank, as the official code under DDP: the value is already the all-reduced one,
+         * the gradients are averaged over the ranks (the same rule as `ssltrain loss`) */
+        if (rc == 0 && m->zerocl.per_rank) scale_views(e->dz, 2 * n * d, 1.0 / (double)e->comm->size);
+        return rc;
+    }
     case SSL_METHOD_WMSE:
     case SSL_METHOD_SDBN:
     case SSL_METHOD_CWRGP: return whitening_loss(e, value, o, err);
@@ -401,8 +412,8 @@ static int micro_step(struct ssl_engine *e, ssl_real *const *x, int a, struct ss
     if (rc) return rc;
     r->main += main * scale;
     if (e->accumulate > 1) {
-        for (int64_t i = 0; i < V * n * d; i++) e->dz[i] = (ssl_real)((double)e->dz[i] * scale);
-        for (int64_t i = 0; i < V * n * pd; i++) e->dp[i] = (ssl_real)((double)e->dp[i] * scale);
+        scale_views(e->dz, V * n * d, scale);
+        scale_views(e->dp, V * n * pd, scale);
     }
     bool train_z = projections_trained(e, r);
     for (int v = 0; v < V && !rc; v++) {

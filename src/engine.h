@@ -69,7 +69,7 @@ struct ssl_engine {
     struct ssl_grad_reduce reduce;
     bool reduce_ready;
     ssl_real *dz, *dp, *tmp; /* (V, micro, d) each: projection / prediction gradients, scratch */
-    ssl_real *zcat;          /* SwAV: (V micro, d) concatenated crops */
+    ssl_real *zcat;          /* SwAV: (V micro, d) concatenated crops; NULL otherwise */
     double *work;
     int64_t work_elems;
 };

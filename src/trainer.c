@@ -37,6 +37,8 @@ struct run {
     bool rd_open;
     struct ssl_train_cursor cur;
     int64_t global, local, epochs, max_steps;
+    uint64_t seed;
+    int64_t log_every, ckpt_every; /* read once: the step loop needs no config lookups */
     uint8_t *images;
     ssl_real *x[SSL_ENGINE_MAX_VIEWS];
     float *scratch;
@@ -81,6 +83,9 @@ static enum ssl_status setup(struct run *r, struct ssl_error *err)
     r->global = ssl_config_int(r->cfg, "data.batch");
     r->epochs = ssl_config_int(r->cfg, "train.epochs");
     r->max_steps = ssl_config_int(r->cfg, "train.max_steps");
+    r->seed = (uint64_t)ssl_config_int(r->cfg, "run.seed");
+    r->log_every = ssl_config_int(r->cfg, "train.log_every");
+    r->ckpt_every = ssl_config_int(r->cfg, "ckpt.every");
     if (r->global % r->comm->size != 0)
         return ssl_error_set(err, SSL_E_USAGE, "data.batch=%lld is not divisible by the %d ranks",
                              (long long)r->global, r->comm->size);
@@ -88,7 +93,7 @@ static enum ssl_status setup(struct run *r, struct ssl_error *err)
     if (ssl_config_int(r->cfg, "run.threads") > 0) ssl_gemm_set_threads((int)ssl_config_int(r->cfg, "run.threads"));
     enum ssl_status rc = open_data(r, err);
     if (!rc) rc = ssl_sampler_init(&r->sampler, r->info->count, r->global, r->comm->rank,
-                                   r->comm->size, (uint64_t)ssl_config_int(r->cfg, "run.seed"), err);
+                                   r->comm->size, r->seed, err);
     if (rc) return rc;
     if (r->sampler.steps_per_epoch < 1)
         return ssl_error_set(err, SSL_E_USAGE, "data.batch=%lld is larger than the %lld training images",
@@ -308,7 +313,7 @@ static enum ssl_status load_views(struct run *r, int64_t epoch, int64_t s, struc
     if (rc) return rc;
     for (int v = 0; v < r->n_views; v++)
         ssl_augment_batch(r->x[v], r->images, idx, r->local, in->channels, in->height, in->width,
-                          &r->rec[v], (uint64_t)ssl_config_int(r->cfg, "run.seed"),
+                          &r->rec[v], r->seed,
                           (uint32_t)epoch, (uint32_t)v, r->scratch);
     return SSL_OK;
 }
@@ -371,10 +376,9 @@ static enum ssl_status train_step(struct run *r, int64_t epoch, int64_t s, struc
     if (res.skipped)
         ssl_log(r->lg, SSL_LOG_WARN, "step %lld: non-finite loss or gradient, step skipped",
                 (long long)r->cur.step - 1);
-    if (r->cur.step % ssl_config_int(r->cfg, "train.log_every") == 0 || res.skipped)
+    if (r->cur.step % r->log_every == 0 || res.skipped)
         log_step(r, &res, epoch);
-    int64_t every = ssl_config_int(r->cfg, "ckpt.every");
-    if (every > 0 && r->cur.step % every == 0 && s + 1 < r->sampler.steps_per_epoch) rc = save(r, err);
+    if (r->ckpt_every > 0 && r->cur.step % r->ckpt_every == 0 && s + 1 < r->sampler.steps_per_epoch) rc = save(r, err);
     return rc;
 }
 
