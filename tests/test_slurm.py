@@ -753,8 +753,9 @@ run:
     out_p = os.path.join(logs, "preempt-%j.out")
     run_p = os.path.join(runs, "fmnist-preempt")
     t = time.time()
+    # 8 epochs (128 steps): long enough that the scheduler preempts it before it can finish
     jp = sbatch(c, ["-D", work, "-o", out_p, "-p", "low", "--ntasks-per-node=2", "-J", "ssl-low", train,
-                    job, "run.name=fmnist-preempt"], root_env)
+                    job, "run.name=fmnist-preempt", "train.epochs=8"], root_env)
     out_p = out_p.replace("%j", str(jp))
     wait_first_metrics(c, jp, os.path.join(run_p, "metrics.jsonl"), out_p, "e)")
     jh = sbatch(c, ["-D", work, "-o", os.path.join(logs, "high-%j.out"), "-p", "high",
@@ -768,7 +769,7 @@ run:
     r = wait_job(c, jp, "e) resumed low job", 300, [out_p])[None]
     text = open(out_p).read()
     steps_p = [o["step"] for o in split_metrics(read_jsonl(os.path.join(run_p, "metrics.jsonl")))[0]]
-    check(r["JobState"] == "COMPLETED" and r.get("Restarts") == "1" and steps_p[-1] == 32
+    check(r["JobState"] == "COMPLETED" and r.get("Restarts") == "1" and steps_p[-1] == 128
           and steps_p == sorted(set(steps_p)) and "(restart 1)" in text,
           f"e) job {jp}: {r['JobState']} Restarts={r.get('Restarts')} steps {steps_p}\n{text[-2000:]}")
     log(f"e) low-partition job {jp} preempted by high job {jh}: checkpointed ({why_p!r}), requeued, "
